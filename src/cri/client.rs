@@ -1,0 +1,181 @@
+use std::time::Duration;
+
+use k8s_cri::v1::{
+    self as api, image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
+/// image is missing" read differently in the log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CriError {
+    #[error("invalid container runtime endpoint {endpoint:?}: {message}")]
+    Endpoint { endpoint: String, message: String },
+    #[error("{rpc} on {endpoint}: {message} ({code:?})")]
+    Rpc { rpc: &'static str, endpoint: String, code: tonic::Code, message: String },
+}
+
+impl CriError {
+    /// The runtime could not be reached at all (socket missing, daemon restarting).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Rpc { code: tonic::Code::Unavailable | tonic::Code::DeadlineExceeded, .. })
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Rpc { code: tonic::Code::NotFound, .. })
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Endpoint { message, .. } | Self::Rpc { message, .. } => message,
+        }
+    }
+}
+
+/// A handle on the runtime's RuntimeService and ImageService. Cheap to clone; the channel is lazy
+/// and reconnects by itself, so a restarted containerd needs nothing from us but retries.
+#[derive(Clone)]
+pub struct Runtime {
+    endpoint: String,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+    timeout: Duration,
+}
+
+macro_rules! call {
+    ($self:ident, $client:ident, $method:ident, $rpc:literal, $req:expr) => {
+        call!($self, $client, $method, $rpc, $req, $self.timeout)
+    };
+    ($self:ident, $client:ident, $method:ident, $rpc:literal, $req:expr, $timeout:expr) => {{
+        let mut request = tonic::Request::new($req);
+        request.set_timeout($timeout);
+        $self.$client.clone().$method(request).await.map(|r| r.into_inner()).map_err(|status| CriError::Rpc {
+            rpc: $rpc,
+            endpoint: $self.endpoint.clone(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        })
+    }};
+}
+
+impl Runtime {
+    pub fn connect(endpoint: &str, timeout: Duration) -> Result<Self, CriError> {
+        let invalid = |message: String| CriError::Endpoint { endpoint: endpoint.to_owned(), message };
+        if !endpoint.starts_with("unix://") {
+            return Err(invalid("only unix:// endpoints are supported".into()));
+        }
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| invalid(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+            images: ImageServiceClient::new(channel),
+            timeout,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `(runtime name, runtime version)`, e.g. `("containerd", "1.6.20~ds1")`.
+    pub async fn version(&self) -> Result<(String, String), CriError> {
+        let r = call!(self, runtime, version, "Version", api::VersionRequest { version: "v1".into() })?;
+        Ok((r.runtime_name, r.runtime_version))
+    }
+
+    pub async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
+        let req = api::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
+        Ok(call!(self, runtime, run_pod_sandbox, "RunPodSandbox", req)?.pod_sandbox_id)
+    }
+
+    pub async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
+        call!(self, runtime, stop_pod_sandbox, "StopPodSandbox", api::StopPodSandboxRequest { pod_sandbox_id: id.into() })
+            .map(drop)
+    }
+
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+        let req = api::RemovePodSandboxRequest { pod_sandbox_id: id.into() };
+        call!(self, runtime, remove_pod_sandbox, "RemovePodSandbox", req).map(drop)
+    }
+
+    /// The sandbox's IP address ("" for host-network pods).
+    pub async fn sandbox_ip(&self, id: &str) -> Result<String, CriError> {
+        let req = api::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+        let r = call!(self, runtime, pod_sandbox_status, "PodSandboxStatus", req)?;
+        Ok(r.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default())
+    }
+
+    pub async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError> {
+        let filter = api::PodSandboxFilter { label_selector: selector(labels), ..Default::default() };
+        let req = api::ListPodSandboxRequest { filter: Some(filter) };
+        Ok(call!(self, runtime, list_pod_sandbox, "ListPodSandbox", req)?.items)
+    }
+
+    pub async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError> {
+        let filter = api::ContainerFilter { label_selector: selector(labels), ..Default::default() };
+        let req = api::ListContainersRequest { filter: Some(filter) };
+        Ok(call!(self, runtime, list_containers, "ListContainers", req)?.containers)
+    }
+
+    /// Always sends the sandbox config: containerd 1.6 panics without it.
+    pub async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String, CriError> {
+        let req = api::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        Ok(call!(self, runtime, create_container, "CreateContainer", req)?.container_id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
+        call!(self, runtime, start_container, "StartContainer", api::StartContainerRequest { container_id: id.into() })
+            .map(drop)
+    }
+
+    /// Stops with SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
+        let req = api::StopContainerRequest { container_id: id.into(), timeout: grace.as_secs() as i64 };
+        call!(self, runtime, stop_container, "StopContainer", req, self.timeout + grace).map(drop)
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        let req = api::RemoveContainerRequest { container_id: id.into() };
+        call!(self, runtime, remove_container, "RemoveContainer", req).map(drop)
+    }
+
+    pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
+        let req = api::ContainerStatusRequest { container_id: id.into(), verbose: false };
+        let r = call!(self, runtime, container_status, "ContainerStatus", req)?;
+        r.status.ok_or_else(|| CriError::Rpc {
+            rpc: "ContainerStatus",
+            endpoint: self.endpoint.clone(),
+            code: tonic::Code::NotFound,
+            message: format!("no status for container {id}"),
+        })
+    }
+
+    /// The image's ID if the runtime has it.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
+        let req = api::ImageStatusRequest { image: Some(image_spec(image)), verbose: false };
+        Ok(call!(self, images, image_status, "ImageStatus", req)?.image.map(|i| i.id))
+    }
+
+    pub async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError> {
+        let req = api::PullImageRequest { image: Some(image_spec(image)), auth: None, sandbox_config: Some(sandbox) };
+        Ok(call!(self, images, pull_image, "PullImage", req)?.image_ref)
+    }
+}
+
+pub(crate) fn image_spec(image: &str) -> api::ImageSpec {
+    api::ImageSpec { image: image.into(), user_specified_image: image.into(), ..Default::default() }
+}
+
+fn selector(labels: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

@@ -1,0 +1,332 @@
+//! Static pod -> CRI configs. Pure: every field mapping is unit-tested without a runtime.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
+
+use k8s_cri::v1::{
+    self as api, Capability, ContainerMetadata, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
+    NamespaceOption, PodSandboxMetadata, PortMapping, Protocol,
+};
+use k8s_openapi::api::core::v1::Container;
+
+use super::{client::image_spec, labels};
+use crate::manifest::StaticPod;
+
+/// What a container's config depends on beyond the pod itself.
+pub struct ContainerContext<'a> {
+    pub restart_count: u32,
+    pub pod_ip: &'a str,
+    /// Where emptyDir volumes of this pod live on the host.
+    pub volumes_dir: &'a Path,
+}
+
+/// `<podLogsDir>/<namespace>_<name>_<uid>`, kubelet's layout, which `kubectl logs` users and log
+/// shippers already know.
+pub fn pod_log_dir(pod_logs_dir: &Path, pod: &StaticPod) -> PathBuf {
+    pod_logs_dir.join(format!("{}_{}_{}", pod.namespace(), pod.name(), pod.uid))
+}
+
+/// `<container>/<restartCount>.log`, relative to the pod log directory.
+pub fn container_log_path(container: &str, restart_count: u32) -> String {
+    format!("{container}/{restart_count}.log")
+}
+
+/// `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir`, kubelet's layout.
+pub fn empty_dir_root(root_dir: &Path, pod: &StaticPod) -> PathBuf {
+    root_dir.join("pods").join(&pod.uid).join("volumes").join("kubernetes.io~empty-dir")
+}
+
+pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt: u32) -> api::PodSandboxConfig {
+    let spec = pod.spec();
+    let mut sandbox_labels: HashMap<String, String> = pod.labels().into_iter().collect();
+    sandbox_labels.extend(pod_identity_labels(pod, node));
+    let mut annotations: HashMap<String, String> = pod.annotations().into_iter().collect();
+    annotations.insert(labels::ORIGIN.into(), pod.origin.to_string());
+    annotations.insert(labels::GRACE_PERIOD.into(), pod.grace_period().as_secs().to_string());
+    annotations.insert(labels::CONFIG_HASH.into(), pod.config_hash.clone());
+
+    let hostname = if pod.host_network() {
+        String::new() // the runtime uses the node's hostname for host-network pods
+    } else {
+        let name = spec.hostname.clone().unwrap_or_else(|| pod.name().to_owned());
+        name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_owned()
+    };
+    let port_mappings = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.unwrap_or(0) > 0)
+        .map(|p| PortMapping {
+            protocol: protocol(p.protocol.as_deref()) as i32,
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or(0),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect();
+    let privileged = spec.containers.iter().any(|c| privileged(c));
+    api::PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: pod.name().into(),
+            uid: pod.uid.clone(),
+            namespace: pod.namespace().into(),
+            attempt,
+        }),
+        hostname,
+        log_directory: pod_log_dir(pod_logs_dir, pod).to_string_lossy().into_owned(),
+        dns_config: None,
+        port_mappings,
+        labels: sandbox_labels,
+        annotations,
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                privileged,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        windows: None,
+    }
+}
+
+pub fn container_config(pod: &StaticPod, node: &str, container: &Container, ctx: &ContainerContext) -> api::ContainerConfig {
+    let env = environment(pod, node, container, ctx.pod_ip);
+    let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, &lookup)).collect();
+
+    let mut container_labels: HashMap<String, String> = pod_identity_labels(pod, node).into_iter().collect();
+    container_labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
+    let mut annotations = HashMap::new();
+    annotations.insert(labels::RESTART_COUNT.into(), ctx.restart_count.to_string());
+    annotations.insert(labels::GRACE_PERIOD.into(), pod.grace_period().as_secs().to_string());
+
+    let security = container.security_context.as_ref();
+    let capabilities = security.and_then(|s| s.capabilities.as_ref()).map(|c| Capability {
+        add_capabilities: c.add.clone().unwrap_or_default(),
+        drop_capabilities: c.drop.clone().unwrap_or_default(),
+        ..Default::default()
+    });
+    api::ContainerConfig {
+        metadata: Some(ContainerMetadata { name: container.name.clone(), attempt: ctx.restart_count }),
+        image: Some(image_spec(container.image.as_deref().unwrap_or_default())),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+        mounts: mounts(pod, container, ctx.volumes_dir),
+        labels: container_labels,
+        annotations,
+        log_path: container_log_path(&container.name, ctx.restart_count),
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                capabilities,
+                privileged: privileged(container),
+                namespace_options: Some(namespace_options(pod)),
+                run_as_user: security.and_then(|s| s.run_as_user).map(|value| Int64Value { value }),
+                run_as_group: security.and_then(|s| s.run_as_group).map(|value| Int64Value { value }),
+                readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+                no_new_privs: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_identity_labels(pod: &StaticPod, node: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::POD_NAME.into(), pod.name().into()),
+        (labels::POD_NAMESPACE.into(), pod.namespace().into()),
+        (labels::POD_UID.into(), pod.uid.clone()),
+        (labels::NODE.into(), node.into()),
+    ])
+}
+
+fn namespace_options(pod: &StaticPod) -> NamespaceOption {
+    let spec = pod.spec();
+    let mode = |host: Option<bool>, otherwise: NamespaceMode| {
+        if host.unwrap_or(false) { NamespaceMode::Node } else { otherwise }
+    };
+    let pid_default =
+        if spec.share_process_namespace.unwrap_or(false) { NamespaceMode::Pod } else { NamespaceMode::Container };
+    NamespaceOption {
+        network: mode(spec.host_network, NamespaceMode::Pod) as i32,
+        pid: mode(spec.host_pid, pid_default) as i32,
+        ipc: mode(spec.host_ipc, NamespaceMode::Pod) as i32,
+        ..Default::default()
+    }
+}
+
+fn privileged(container: &Container) -> bool {
+    container.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)
+}
+
+fn protocol(name: Option<&str>) -> Protocol {
+    match name {
+        Some("UDP") => Protocol::Udp,
+        Some("SCTP") => Protocol::Sctp,
+        _ => Protocol::Tcp,
+    }
+}
+
+/// The container's environment in order, with `$(VAR)` references to earlier variables expanded
+/// and the supported downward-API fields filled in.
+fn environment(pod: &StaticPod, node: &str, container: &Container, pod_ip: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in container.env.iter().flatten() {
+        let value = match var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+            Some(field) => match field.field_path.as_str() {
+                "metadata.name" => pod.name().to_owned(),
+                "metadata.namespace" => pod.namespace().to_owned(),
+                "metadata.uid" => pod.uid.clone(),
+                "spec.nodeName" => node.to_owned(),
+                "status.podIP" | "status.hostIP" => pod_ip.to_owned(),
+                _ => String::new(),
+            },
+            None => {
+                let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                expand(var.value.as_deref().unwrap_or_default(), &lookup)
+            }
+        };
+        env.retain(|(k, _)| k != &var.name);
+        env.push((var.name.clone(), value));
+    }
+    env
+}
+
+/// Kubernetes' `$(VAR)` expansion: known names are replaced, unknown references stay as written,
+/// and `$$` is a literal `$`.
+pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(close) = rest.strip_prefix("$(").and_then(|r| r.find(')')) {
+            let name = &rest[2..2 + close];
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&rest[..3 + close]),
+            }
+            rest = &rest[3 + close..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn mounts(pod: &StaticPod, container: &Container, volumes_dir: &Path) -> Vec<api::Mount> {
+    let volumes = pod.spec().volumes.clone().unwrap_or_default();
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|mount| {
+            let volume = volumes.iter().find(|v| v.name == mount.name)?;
+            let mut host_path = match (&volume.host_path, &volume.empty_dir) {
+                (Some(host), _) => PathBuf::from(&host.path),
+                (None, Some(_)) => volumes_dir.join(&volume.name),
+                (None, None) => return None,
+            };
+            if let Some(sub_path) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                host_path = host_path.join(sub_path);
+            }
+            Some(api::Mount {
+                container_path: mount.mount_path.clone(),
+                host_path: host_path.to_string_lossy().into_owned(),
+                readonly: mount.read_only.unwrap_or(false),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Origin, parse_manifest};
+
+    fn pod(yaml: &str) -> StaticPod {
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "Node-A").unwrap().remove(0)
+    }
+
+    const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {role: myrole}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 3
+  volumes:
+  - {name: data, hostPath: {path: /srv/data}}
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: httpd
+    image: busybox:1.0
+    command: [httpd, -f, -p, "$(PORT)"]
+    env:
+    - {name: PORT, value: "8080"}
+    - {name: URL, value: "http://$(HOST):$(PORT)/"}
+    - name: POD
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    ports: [{containerPort: 8080, hostPort: 8080}]
+    volumeMounts:
+    - {name: data, mountPath: /data, readOnly: true}
+    - {name: scratch, mountPath: /scratch}
+"#;
+
+    #[test]
+    fn sandbox_carries_kubelet_labels_and_our_annotations() {
+        let pod = pod(WEB);
+        let config = sandbox_config(&pod, "Node-A", Path::new("/var/log/pods"), 2);
+        let meta = config.metadata.as_ref().unwrap();
+        assert_eq!((meta.name.as_str(), meta.namespace.as_str(), meta.attempt), ("web-node-a", "default", 2));
+        assert_eq!(config.labels["io.kubernetes.pod.uid"], pod.uid);
+        assert_eq!(config.labels["io.kubernetes.pod.name"], "web-node-a");
+        assert_eq!(config.labels["role"], "myrole");
+        assert_eq!(config.labels["staticlet.io/node"], "Node-A");
+        assert_eq!(config.annotations["io.kubernetes.pod.terminationGracePeriod"], "3");
+        assert_eq!(config.annotations["staticlet.io/origin"], "file:/m/p.yaml");
+        assert_eq!(config.log_directory, format!("/var/log/pods/default_web-node-a_{}", pod.uid));
+        let ns = config.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(ns.network, NamespaceMode::Node as i32);
+        assert_eq!(ns.pid, NamespaceMode::Container as i32);
+        assert_eq!(config.port_mappings.len(), 1);
+    }
+
+    #[test]
+    fn container_gets_expanded_command_env_mounts_and_log_path() {
+        let pod = pod(WEB);
+        let container = &pod.spec().containers[0];
+        let ctx = ContainerContext { restart_count: 4, pod_ip: "10.0.0.9", volumes_dir: Path::new("/v") };
+        let config = container_config(&pod, "Node-A", container, &ctx);
+        assert_eq!(config.command, ["httpd", "-f", "-p", "8080"]);
+        let env: Vec<(&str, &str)> = config.envs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
+        assert_eq!(env, [("PORT", "8080"), ("URL", "http://$(HOST):8080/"), ("POD", "web-node-a")]);
+        assert_eq!(config.log_path, "httpd/4.log");
+        assert_eq!(config.metadata.unwrap().attempt, 4);
+        assert_eq!(config.annotations["io.kubernetes.container.restartCount"], "4");
+        assert_eq!(config.labels["io.kubernetes.container.name"], "httpd");
+        let mounts: Vec<(&str, &str, bool)> =
+            config.mounts.iter().map(|m| (m.container_path.as_str(), m.host_path.as_str(), m.readonly)).collect();
+        assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/scratch", false)]);
+    }
+
+    #[test]
+    fn expansion_follows_kubernetes_rules() {
+        let vars = HashMap::from([("A", "1")]);
+        for (input, out) in [("$(A)", "1"), ("$$(A)", "$(A)"), ("$(B)", "$(B)"), ("x$", "x$"), ("$(A", "$(A"), ("a$(A)b", "a1b")] {
+            assert_eq!(expand(input, &vars), out, "{input}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! staticlet: a node agent for Kubernetes static pods.
+//!
+//! The modules follow the data flow:
+//! `source` (manifest directory and URL) -> `manifest` (parse, validate, identity) ->
+//! `desired` (merge of sources, last-good retention) -> `supervisor` (one task per pod, pure
+//! decisions) -> `cri` (the only code that talks gRPC to the runtime). `ops` serves the local view,
+//! health and metrics; `logs` reads container logs from disk.
+
+pub mod config;
+pub mod cri;
+pub mod desired;
+pub mod logs;
+pub mod manifest;
+pub mod ops;
+pub mod source;
+pub mod supervisor;

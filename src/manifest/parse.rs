@@ -1,0 +1,242 @@
+//! Bytes -> YAML/JSON documents -> v1 Pods.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::{
+    FieldError, ManifestError, Origin, StaticPod, identity, validate::validate_pod,
+};
+
+/// kubelet's limit for one manifest (`maxConfigLength`), kept so a file that works with kubelet
+/// works here and a runaway file cannot exhaust memory.
+pub const MAX_MANIFEST_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Turns one manifest (a file's or a URL body's bytes) into the static pods it defines.
+///
+/// A manifest may hold several YAML documents, each a v1 Pod or a v1 PodList (kubelet reads only the
+/// first document and silently drops the rest; we read them all). The manifest is all or nothing:
+/// one bad document rejects the whole file, so a half-applied edit never runs.
+pub fn parse_manifest(bytes: &[u8], origin: &Origin, node: &str) -> Result<Vec<StaticPod>, ManifestError> {
+    let location = &origin.location;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            location: location.clone(),
+            size: bytes.len() as u64,
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => text,
+        _ => return Err(ManifestError::NotText { location: location.clone() }),
+    };
+    let documents = documents(text, location)?;
+    if documents.is_empty() {
+        return Err(ManifestError::Empty { location: location.clone() });
+    }
+    let mut pods = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let doc = index + 1;
+        for (item, raw) in pod_objects(document, location, doc)? {
+            let invalid = |errors| ManifestError::Invalid { location: location.clone(), doc, item, errors };
+            let pod = decode_pod(&raw).map_err(|e| invalid(vec![e]))?;
+            let static_pod = identity::build(&raw, pod, node, origin);
+            validate_pod(&static_pod.pod).map_err(invalid)?;
+            pods.push(static_pod);
+        }
+    }
+    Ok(pods)
+}
+
+/// Splits the text into documents. JSON is tried first when the text looks like JSON, so its
+/// errors speak JSON; everything else is YAML (of which JSON is a subset anyway).
+fn documents(text: &str, location: &str) -> Result<Vec<Value>, ManifestError> {
+    let syntax = |line, column, message: String| ManifestError::Syntax {
+        location: location.to_owned(),
+        line,
+        column,
+        message,
+    };
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str::<Value>(text)
+            .map(|v| vec![v])
+            .map_err(|e| syntax(e.line() as u64, e.column() as u64, strip_position(&e.to_string())));
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        syntax(line, column, first_line(&e.to_string()))
+    })?;
+    // `---` with nothing after it yields a null document; it defines nothing.
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// The Pod objects in one document: the document itself, or the items of a PodList.
+fn pod_objects(
+    document: Value,
+    location: &str,
+    doc: usize,
+) -> Result<Vec<(Option<usize>, Value)>, ManifestError> {
+    let kind_error = |found: String| ManifestError::Kind { location: location.to_owned(), doc, found };
+    let Value::Object(map) = &document else {
+        return Err(kind_error(format!("a {}", json_type(&document))));
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    let missing = |field: &str| ManifestError::Invalid {
+        location: location.to_owned(),
+        doc,
+        item: None,
+        errors: vec![FieldError::new(field, "required")],
+    };
+    if kind.is_empty() {
+        return Err(missing("kind"));
+    }
+    if api_version.is_empty() {
+        return Err(missing("apiVersion"));
+    }
+    match (api_version, kind) {
+        ("v1", "Pod") => Ok(vec![(None, document)]),
+        ("v1", "PodList" | "List") => {
+            let items = map.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let is_pod = item.get("kind").and_then(Value::as_str).is_none_or(|k| k == "Pod");
+                    if is_pod { Ok((Some(i), item)) } else { Err(kind_error(format!("items[{i}]: {}", describe(&item)))) }
+                })
+                .collect()
+        }
+        _ => Err(kind_error(describe(&document))),
+    }
+}
+
+fn decode_pod(raw: &Value) -> Result<Pod, FieldError> {
+    serde_path_to_error::deserialize::<_, Pod>(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "(pod)".to_owned() } else { path };
+        FieldError::new(field, e.into_inner().to_string())
+    })
+}
+
+fn describe(object: &Value) -> String {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("?");
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
+    format!("a {api_version} {kind}")
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+/// serde_json appends " at line L column C"; we report those as fields of their own.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<StaticPod>, ManifestError> {
+        parse_manifest(text.as_bytes(), &Origin::file("/m/web.yaml"), "Node-1")
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: c\n    image: busybox:1.0\n";
+
+    #[test]
+    fn pod_gets_kubelet_identity() {
+        let pod = parse(POD).unwrap().remove(0);
+        assert_eq!(pod.name(), "web-node-1");
+        assert_eq!(pod.namespace(), "default");
+        assert_eq!(pod.spec().node_name.as_deref(), Some("Node-1"));
+        let annotations = pod.annotations();
+        assert_eq!(annotations["kubernetes.io/config.hash"], pod.uid);
+        assert_eq!(annotations["kubernetes.io/config.source"], "file");
+        assert_eq!(pod.uid.len(), 32);
+        assert_eq!(pod.spec().restart_policy.as_deref(), Some("Always"));
+        assert_eq!(pod.spec().tolerations.as_ref().unwrap()[0].effect.as_deref(), Some("NoExecute"));
+    }
+
+    #[test]
+    fn every_document_and_podlist_item_is_read() {
+        let list = r#"{"apiVersion":"v1","kind":"PodList","items":[
+            {"metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i:1"}]}},
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}]}"#;
+        let names = |pods: Vec<StaticPod>| pods.iter().map(|p| p.name().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(parse(list).unwrap()), ["a-node-1", "b-node-1"]);
+        let two = format!("{POD}---\n{}", POD.replace("name: web", "name: db"));
+        assert_eq!(names(parse(&two).unwrap()), ["web-node-1", "db-node-1"]);
+        let yaml_list = format!("apiVersion: v1\nkind: List\nitems:\n- {}", POD.replace('\n', "\n  "));
+        assert_eq!(names(parse(&yaml_list).unwrap()), ["web-node-1"]);
+    }
+
+    #[test]
+    fn bad_manifests_name_file_document_and_place() {
+        for (text, expected) in [
+            ("apiVersion: v1\nkind: Pod\nmetadata:\n\tname: web\n", "/m/web.yaml: line 4, column"),
+            ("kind: Pod\nmetadata: {name: [\n", "/m/web.yaml: line"),
+            ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n", "document 1: a apps/v1 Deployment is not a static pod"),
+            ("apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n", "document 1: metadata.name: required"),
+            ("apiVersion: v1\nmetadata: {name: web}\n", "document 1: kind: required"),
+            ("kind: Pod\nmetadata: {name: web}\n", "document 1: apiVersion: required"),
+            (&format!("{POD}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: x}}\nspec: {{containers: []}}\n"), "document 2: spec.containers: at least one container is required"),
+            ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: i, ports: [{containerPort: http}]}]}\n", "document 1: spec.containers[0].ports[0].containerPort: invalid type"),
+            ("apiVersion: v1\nkind: Pod\nmetadata: {name: Web_1}\nspec: {containers: [{name: c, image: i:1}]}\n", "metadata.name: \"Web_1-node-1\" (with the node name appended) must consist of"),
+            ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c}]}\n", "spec.containers[0].image: required"),
+            ("", "/m/web.yaml: empty manifest"),
+            ("---\n", "/m/web.yaml: empty manifest"),
+            ("- 1\n- 2\n", "document 1: a list is not a static pod"),
+        ] {
+            let message = error(text);
+            assert!(message.contains(expected), "{text:?}\n  gave: {message}\n  want: {expected}");
+        }
+    }
+
+    #[test]
+    fn api_object_references_are_refused_with_the_reason() {
+        for (spec, field, kind) in [
+            ("serviceAccountName: builder, containers: [{name: c, image: i:1}]", "spec.serviceAccountName", "ServiceAccount"),
+            ("containers: [{name: c, image: i:1}], volumes: [{name: s, secret: {secretName: x}}]", "spec.volumes[0]", "Secret"),
+            ("containers: [{name: c, image: i:1}], volumes: [{name: s, configMap: {name: x}}]", "spec.volumes[0]", "ConfigMap"),
+            ("containers: [{name: c, image: i:1}], volumes: [{name: s, persistentVolumeClaim: {claimName: x}}]", "spec.volumes[0]", "PersistentVolumeClaim"),
+            ("containers: [{name: c, image: i:1, env: [{name: A, valueFrom: {secretKeyRef: {name: x, key: k}}}]}]", "spec.containers[0].env[0].valueFrom", "Secret"),
+            ("containers: [{name: c, image: i:1, envFrom: [{configMapRef: {name: x}}]}]", "spec.containers[0].envFrom[0]", "ConfigMap"),
+        ] {
+            let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
+            assert!(message.contains(&format!("{field}: references the API object kind {kind}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_binary_files_are_refused() {
+        let big = vec![b'#'; (MAX_MANIFEST_BYTES + 1) as usize];
+        let err = parse_manifest(&big, &Origin::file("/m/big.yaml"), "n").unwrap_err();
+        assert!(matches!(err, ManifestError::TooLarge { .. }), "{err}");
+        let err = parse_manifest(&[0x7f, b'E', b'L', b'F', 0, 0, 0xff], &Origin::file("/m/bin.yaml"), "n").unwrap_err();
+        assert_eq!(err.to_string(), "/m/bin.yaml: not a text file (binary content); a manifest is YAML or JSON");
+    }
+
+    #[test]
+    fn json_syntax_errors_give_line_and_column() {
+        let message = error("{\"apiVersion\": \"v1\",\n \"kind\": }");
+        assert!(message.starts_with("/m/web.yaml: line 2, column 10:"), "{message}");
+    }
+}

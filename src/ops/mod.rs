@@ -1,0 +1,5 @@
+//! Operating staticlet: the local status API, metrics, readiness, systemd notification.
+
+pub mod metrics;
+pub mod readiness;
+pub mod server;

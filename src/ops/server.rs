@@ -1,0 +1,93 @@
+//! The local status API, on loopback:
+//! - `GET /pods`: every static pod as `staticlet get pods` shows it, plus manifest errors;
+//! - `GET /metrics`: Prometheus text format;
+//! - `GET /healthz`: the process is serving;
+//! - `GET /readyz`: the runtime answered and the first manifest snapshot was applied.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{metrics::Metrics, readiness::Readiness};
+use crate::{
+    cri::{ContainerState, Observer},
+    desired::Desired,
+    supervisor::{PodView, Views},
+};
+
+/// The body of `GET /pods`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalStatus {
+    pub node: String,
+    pub runtime_endpoint: String,
+    pub runtime_error: Option<String>,
+    pub pods: Vec<PodView>,
+    pub manifest_errors: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub node: String,
+    pub runtime_endpoint: String,
+    pub views: Views,
+    pub desired: watch::Receiver<Arc<Desired>>,
+    pub observer: Arc<Observer>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: ServerState, shutdown: CancellationToken) {
+    let app = Router::new()
+        .route("/pods", get(pods))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "status API stopped");
+    }
+}
+
+pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await
+}
+
+async fn pods(State(state): State<ServerState>) -> Json<LocalStatus> {
+    let desired = state.desired.borrow().clone();
+    let mut pods = state.views.all();
+    for view in &mut pods {
+        view.manifest_error = desired
+            .pods
+            .values()
+            .find(|d| d.pod.uid == view.uid)
+            .and_then(|d| d.stale.as_ref())
+            .map(|e| format!("manifest is broken, running the last good version: {e}"));
+    }
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Json(LocalStatus {
+        node: state.node.clone(),
+        runtime_endpoint: state.runtime_endpoint.clone(),
+        runtime_error: state.observer.latest().error.clone(),
+        pods,
+        manifest_errors: desired.errors.iter().map(ToString::to_string).collect(),
+    })
+}
+
+async fn metrics(State(state): State<ServerState>) -> ([(&'static str, &'static str); 1], String) {
+    let snapshot = state.observer.latest();
+    let m = &state.metrics;
+    m.running_pods.set(snapshot.pods.values().filter(|p| p.ready_sandbox().is_some()).count() as i64);
+    for (label, wanted) in [("running", ContainerState::Running), ("exited", ContainerState::Exited), ("created", ContainerState::Created)] {
+        let count = snapshot.pods.values().flat_map(|p| &p.containers).filter(|c| c.state == wanted).count();
+        m.running_containers.get_or_create(&vec![("container_state".into(), label.into())]).set(count as i64);
+    }
+    m.manifest_errors.set(state.desired.borrow().errors.len() as i64);
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], m.encode())
+}
+
+async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
+    if state.readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+}

@@ -1,0 +1,274 @@
+//! The manifest directory (staticPodPath): inotify events, debounced, plus a full rescan every
+//! fileCheckFrequency. Every scan reads the whole directory and yields a whole snapshot.
+//!
+//! Unlike kubelet, only `*.yaml`, `*.yml` and `*.json` are manifests; dotfiles and the leftovers of
+//! editors and package managers are skipped with one log line each, so a `web.yaml.bak` can never
+//! silently replace `web.yaml` (kubernetes#136962, #40331).
+
+use std::{
+    collections::HashSet,
+    io::Read,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    desired::{Manifest, SourceSnapshot},
+    manifest::{MAX_MANIFEST_BYTES, ManifestError, Origin, SourceKind, parse_manifest},
+};
+
+/// Quiet time after the last inotify event before a rescan; editors write in bursts.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A file written this recently that fails to parse is probably still being written.
+const FRESH_WRITE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileClass {
+    Manifest,
+    Skip(&'static str),
+}
+
+/// Which directory entries are manifests. Pure, so the list is a table test.
+pub fn classify(name: &str) -> FileClass {
+    const LEFTOVERS: &[&str] = &[
+        "~", ".swp", ".swo", ".swx", ".bak", ".orig", ".rej", ".tmp", ".old", ".save", ".dpkg-old", ".dpkg-new",
+        ".dpkg-dist", ".dpkg-tmp", ".dpkg-bak", ".rpmnew", ".rpmsave", ".rpmorig",
+    ];
+    if name.starts_with('.') {
+        return FileClass::Skip("hidden file");
+    }
+    if name.starts_with('#') || LEFTOVERS.iter().any(|s| name.ends_with(s)) || name.contains(".ucf-") || name.contains(".dpkg-") {
+        return FileClass::Skip("editor or package-manager leftover");
+    }
+    if [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
+        return FileClass::Manifest;
+    }
+    FileClass::Skip("not a .yaml, .yml or .json file")
+}
+
+pub struct DirSource {
+    path: PathBuf,
+    node: String,
+    period: Duration,
+    /// Skipped entries already logged, so a rescan every 20 s does not repeat them.
+    reported: HashSet<(PathBuf, &'static str)>,
+}
+
+impl DirSource {
+    pub fn new(path: PathBuf, node: String, period: Duration) -> Self {
+        Self { path, node, period, reported: HashSet::new() }
+    }
+
+    pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
+        let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+        let mut watcher = None;
+        let mut last: Option<SourceSnapshot> = None;
+        let mut missing_reported = false;
+        loop {
+            if watcher.is_none() {
+                // Kept alive in this variable: dropping the watcher ends the inotify watch.
+                watcher = watch(&self.path, event_tx.clone());
+            }
+            let (path, node, mut reported) = (self.path.clone(), self.node.clone(), std::mem::take(&mut self.reported));
+            let (snapshot, reported) = tokio::task::spawn_blocking(move || {
+                let snapshot = scan(&path, &node, &mut reported);
+                (snapshot, reported)
+            })
+            .await
+            .expect("scan does not panic");
+            self.reported = reported;
+            let missing = snapshot.notes.iter().any(|n| n.contains("does not exist"));
+            if missing && !missing_reported {
+                tracing::warn!(path = %self.path.display(), "manifest path does not exist; no file pods until it appears");
+            }
+            missing_reported = missing;
+            if last.as_ref() != Some(&snapshot) {
+                last = Some(snapshot.clone());
+                if tx.send(snapshot).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.period) => {}
+                Some(()) = events.recv() => {
+                    // Coalesce the burst: wait until the directory has been quiet briefly.
+                    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(DEBOUNCE) => break,
+                            _ = tokio::time::sleep_until(deadline) => break,
+                            e = events.recv() => if e.is_none() { break },
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches the directory (or, for a single manifest file, its parent, since editors replace
+/// files by renaming). None if the path is not there yet; the periodic rescan retries.
+fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    let target = if path.is_dir() { path.to_path_buf() } else { path.parent()?.to_path_buf() };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .ok()?;
+    match watcher.watch(&target, RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(e) => {
+            tracing::debug!(path = %target.display(), error = %e, "cannot watch yet; relying on rescans");
+            None
+        }
+    }
+}
+
+/// Reads the manifest path once: a directory of manifests, a single file, or nothing.
+pub fn scan(path: &Path, node: &str, reported: &mut HashSet<(PathBuf, &'static str)>) -> SourceSnapshot {
+    let mut snapshot = SourceSnapshot { kind: SourceKind::File, manifests: Vec::new(), notes: Vec::new() };
+    let metadata = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            snapshot.notes.push(format!("{}: does not exist ({e})", path.display()));
+            return snapshot;
+        }
+    };
+    if !metadata.is_dir() {
+        snapshot.manifests.push(read_manifest(path, node));
+        return snapshot;
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(dir) => dir.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(e) => {
+            // Unreadable directory: say so, but report the source as not seen rather than empty,
+            // or every file pod would be stopped.
+            snapshot.notes.push(format!("{}: cannot list ({e})", path.display()));
+            snapshot.manifests.push(Manifest {
+                origin: Origin::file(path.display().to_string()),
+                result: Err(ManifestError::Read { location: path.display().to_string(), message: e.to_string() }),
+            });
+            return snapshot;
+        }
+    };
+    entries.sort();
+    let mut still_present = HashSet::new();
+    for entry in entries {
+        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let skip = match classify(&name) {
+            FileClass::Skip(reason) => Some(reason),
+            FileClass::Manifest if std::fs::symlink_metadata(&entry).is_ok_and(|m| m.is_dir()) => Some("subdirectory"),
+            FileClass::Manifest if entry.is_dir() => Some("subdirectory"),
+            FileClass::Manifest => None,
+        };
+        if let Some(reason) = skip {
+            let key = (entry.clone(), reason);
+            if reported.insert(key.clone()) {
+                tracing::info!(file = %entry.display(), "skipped: {reason}");
+            }
+            still_present.insert(key);
+            continue;
+        }
+        snapshot.manifests.push(read_manifest(&entry, node));
+    }
+    reported.retain(|key| still_present.contains(key));
+    snapshot
+}
+
+/// Reads and parses one file. A file that fails to parse while it is still being written is read
+/// again shortly, so an in-place write is not reported as broken (bottlerocket#1396).
+fn read_manifest(path: &Path, node: &str) -> Manifest {
+    let origin = Origin::file(path.display().to_string());
+    let mut result = read_once(path, &origin, node);
+    for _ in 0..10 {
+        let recently_written = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() < FRESH_WRITE);
+        if result.is_ok() || !recently_written {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        result = read_once(path, &origin, node);
+    }
+    Manifest { origin, result }
+}
+
+fn read_once(path: &Path, origin: &Origin, node: &str) -> Result<Vec<crate::manifest::StaticPod>, ManifestError> {
+    let location = origin.location.clone();
+    let read_error = |message: String| ManifestError::Read { location: location.clone(), message };
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok() {
+            read_error(format!("dangling symlink ({e})"))
+        } else {
+            read_error(e.to_string())
+        }
+    })?;
+    if !metadata.is_file() {
+        return Err(read_error("not a regular file".into()));
+    }
+    if metadata.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { location: location.clone(), size: metadata.len(), limit: MAX_MANIFEST_BYTES });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| read_error(e.to_string()))?;
+    parse_manifest(&bytes, origin, node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_yaml_and_json_files_are_manifests() {
+        for (name, manifest) in [
+            ("web.yaml", true),
+            ("web.yml", true),
+            ("web.json", true),
+            ("web.yaml~", false),
+            (".web.yaml.swp", false),
+            ("web.yaml.swp", false),
+            ("web.yaml.bak", false),
+            ("web.yaml.orig", false),
+            ("web.yaml.dpkg-old", false),
+            ("web.yaml.dpkg-new", false),
+            ("web.yaml.ucf-dist", false),
+            ("#web.yaml#", false),
+            ("README", false),
+            ("web.txt", false),
+            (".hidden.yaml", false),
+        ] {
+            assert_eq!(classify(name) == FileClass::Manifest, manifest, "{name}");
+        }
+    }
+
+    #[test]
+    fn scan_reads_sorted_manifests_and_skips_the_rest_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |name: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i:1}}]}}\n");
+        std::fs::write(dir.path().join("b.yaml"), pod("b")).unwrap();
+        std::fs::write(dir.path().join("a.json"), r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}"#).unwrap();
+        std::fs::write(dir.path().join("b.yaml.bak"), pod("b")).unwrap();
+        std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+        let mut reported = HashSet::new();
+        let snapshot = scan(dir.path(), "n", &mut reported);
+        let names: Vec<String> =
+            snapshot.manifests.iter().map(|m| m.result.as_ref().unwrap()[0].name().to_owned()).collect();
+        assert_eq!(names, ["a-n", "b-n"]);
+        assert_eq!(reported.len(), 2, "{reported:?}");
+    }
+
+    #[test]
+    fn missing_path_yields_no_pods_and_a_note() {
+        let snapshot = scan(Path::new("/nonexistent/staticlet"), "n", &mut HashSet::new());
+        assert!(snapshot.manifests.is_empty());
+        assert_eq!(snapshot.notes.len(), 1);
+    }
+}

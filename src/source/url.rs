@@ -1,0 +1,124 @@
+//! The manifest URL (staticPodURL), polled every httpCheckFrequency, kubelet's semantics:
+//! - a transport error, a timeout or a non-200 answer changes nothing (the pods keep running);
+//! - a 200 with the same body as last time changes nothing;
+//! - a 200 with an empty body means "no pods";
+//! - anything else is parsed as Pods/PodLists, YAML or JSON; a body that does not parse keeps the
+//!   last good pods running, like a broken file.
+//!
+//! The body is capped at 10 MiB and every request at 10 s, so an endless or silent server costs
+//! one bounded request per period.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    desired::{Manifest, SourceSnapshot},
+    manifest::{MAX_MANIFEST_BYTES, Origin, SourceKind, parse_manifest},
+};
+
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct UrlSource {
+    url: String,
+    headers: Vec<(String, String)>,
+    node: String,
+    period: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: response body is over the {limit}-byte limit")]
+    TooLarge { url: String, limit: u64 },
+}
+
+impl UrlSource {
+    pub fn new(url: String, headers: Vec<(String, String)>, node: String, period: Duration) -> Self {
+        Self { url, headers, node, period }
+    }
+
+    pub async fn run(self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
+        let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(url = %self.url, error = %e, "cannot build an HTTP client; the manifest URL is not polled");
+                return;
+            }
+        };
+        let origin = Origin::http(self.url.clone());
+        let mut last_body: Option<Vec<u8>> = None;
+        let mut failures = 0u32;
+        loop {
+            match self.fetch(&client).await {
+                Ok(body) => {
+                    if failures > 0 {
+                        tracing::info!(url = %self.url, "manifest URL is answering again");
+                    }
+                    failures = 0;
+                    if last_body.as_ref() != Some(&body) {
+                        let manifests = if body.iter().all(u8::is_ascii_whitespace) {
+                            tracing::warn!(url = %self.url, "manifest URL answered with an empty body: no URL pods");
+                            vec![]
+                        } else {
+                            vec![Manifest { origin: origin.clone(), result: parse_manifest(&body, &origin, &self.node) }]
+                        };
+                        last_body = Some(body);
+                        let snapshot = SourceSnapshot { kind: SourceKind::Http, manifests, notes: vec![] };
+                        if tx.send(snapshot).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    // The first few failures are loud; a URL that stays down is not news every 20 s.
+                    if failures <= 3 {
+                        tracing::warn!(error = %e, "manifest URL unavailable; keeping its pods");
+                    } else {
+                        tracing::debug!(error = %e, failures, "manifest URL still unavailable");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.period) => {}
+            }
+        }
+    }
+
+    async fn fetch(&self, client: &reqwest::Client) -> Result<Vec<u8>, FetchError> {
+        let transport = |e: reqwest::Error| FetchError::Transport { url: self.url.clone(), message: describe(&e) };
+        let mut request = client.get(&self.url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(FetchError::Status { url: self.url.clone(), status: response.status().as_u16() });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > MAX_MANIFEST_BYTES {
+                return Err(FetchError::TooLarge { url: self.url.clone(), limit: MAX_MANIFEST_BYTES });
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); name it.
+fn describe(error: &reqwest::Error) -> String {
+    let mut message = if error.is_timeout() { "timed out".to_owned() } else { error.to_string() };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}

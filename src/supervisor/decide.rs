@@ -1,0 +1,307 @@
+//! The supervisor's one decision: given the pod we want and what the runtime has, what to do next.
+//! Pure; the worker carries the action out and asks again.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use super::backoff::CrashBackoff;
+use crate::{
+    cri::{ContainerState, RuntimePod},
+    manifest::StaticPod,
+};
+
+/// How a finished container ended, from ContainerStatus (the listing does not carry it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    pub code: i32,
+    pub finished: SystemTime,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Stop the dead sandboxes listed (their containers with them; the records stay, for restart
+    /// counts and logs), then run a new sandbox with this attempt number.
+    CreateSandbox { attempt: u32, stop: Vec<String> },
+    /// Pull if needed, create and start the container in the ready sandbox.
+    StartContainer { sandbox_id: String, name: String, restart_count: u32 },
+    /// A container was created but never started (e.g. staticlet stopped in between).
+    StartCreated { id: String },
+    /// Ask the runtime how this exited container ended.
+    InspectExit { id: String },
+    /// Remove containers and sandboxes that are no longer needed for status or logs.
+    Cleanup { containers: Vec<String>, sandboxes: Vec<String> },
+    /// Nothing to do before `until` (crash-loop back-off).
+    Wait { until: SystemTime },
+    /// The pod is as wanted.
+    Idle,
+}
+
+pub struct Inputs<'a> {
+    pub pod: &'a StaticPod,
+    pub runtime: Option<&'a RuntimePod>,
+    pub exits: &'a HashMap<String, Exit>,
+    pub backoff: &'a CrashBackoff,
+    pub now: SystemTime,
+}
+
+pub fn next_action(inputs: &Inputs) -> Action {
+    let Inputs { pod, runtime, exits, backoff, now } = inputs;
+    let policy = pod.restart_policy();
+    let empty = RuntimePod::default();
+    let rt = runtime.unwrap_or(&empty);
+
+    let Some(sandbox) = rt.ready_sandbox() else {
+        // A pod whose containers all finished for good stays finished, sandbox or not.
+        let mut finished = !rt.containers.is_empty();
+        for spec in &pod.spec().containers {
+            let Some(last) = rt.containers.iter().rev().find(|c| c.name == spec.name) else {
+                finished = false;
+                continue;
+            };
+            if last.state != ContainerState::Exited {
+                finished = false;
+                continue;
+            }
+            match exits.get(&last.id) {
+                None => return Action::InspectExit { id: last.id.clone() },
+                Some(exit) if policy.restarts_after(exit.code) => finished = false,
+                Some(_) => {}
+            }
+        }
+        if finished {
+            return Action::Idle;
+        }
+        let attempt = rt.sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+        return Action::CreateSandbox { attempt, stop: rt.sandboxes.iter().map(|s| s.id.clone()).collect() };
+    };
+
+    let mut wait: Option<SystemTime> = None;
+    for spec in &pod.spec().containers {
+        let previous = rt.containers.iter().rev().find(|c| c.name == spec.name);
+        let Some(latest) = rt.latest_container(&sandbox.id, &spec.name) else {
+            // Restart counts carry over from earlier sandboxes, as kubelet's do.
+            let restart_count = previous.map(|c| c.restart_count + 1).unwrap_or(0);
+            return Action::StartContainer { sandbox_id: sandbox.id.clone(), name: spec.name.clone(), restart_count };
+        };
+        match latest.state {
+            ContainerState::Running | ContainerState::Unknown => {}
+            ContainerState::Created => return Action::StartCreated { id: latest.id.clone() },
+            ContainerState::Exited => {
+                let Some(exit) = exits.get(&latest.id) else {
+                    return Action::InspectExit { id: latest.id.clone() };
+                };
+                if !policy.restarts_after(exit.code) {
+                    continue;
+                }
+                match backoff.wait_until(&spec.name, exit.finished, *now) {
+                    Some(until) => wait = Some(wait.map_or(until, |w| w.min(until))),
+                    None => {
+                        return Action::StartContainer {
+                            sandbox_id: sandbox.id.clone(),
+                            name: spec.name.clone(),
+                            restart_count: latest.restart_count + 1,
+                        };
+                    }
+                }
+            }
+        }
+    }
+    if let Some(until) = wait {
+        return Action::Wait { until };
+    }
+    cleanup(rt, &sandbox.id).unwrap_or(Action::Idle)
+}
+
+/// kubelet keeps the newest dead container of each name (for `logs --previous`) and nothing older;
+/// sandboxes other than the ready one are dead weight.
+fn cleanup(rt: &RuntimePod, ready_sandbox: &str) -> Option<Action> {
+    let mut keep: HashMap<&str, &str> = HashMap::new();
+    for c in rt.containers.iter().rev() {
+        keep.entry(c.name.as_str()).or_insert(c.id.as_str());
+    }
+    let containers: Vec<String> = rt
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Exited && keep.get(c.name.as_str()) != Some(&c.id.as_str()))
+        .map(|c| c.id.clone())
+        .collect();
+    let sandboxes: Vec<String> = rt
+        .sandboxes
+        .iter()
+        .filter(|s| s.id != ready_sandbox && !s.ready)
+        .filter(|s| !rt.containers.iter().any(|c| c.sandbox_id == s.id && keep.values().any(|k| *k == c.id)))
+        .map(|s| s.id.clone())
+        .collect();
+    (!containers.is_empty() || !sandboxes.is_empty()).then_some(Action::Cleanup { containers, sandboxes })
+}
+
+/// How long a supervisor sleeps when there is nothing to do and nothing wakes it. Snapshots wake
+/// it every relist anyway; this only bounds the worst case.
+pub const IDLE_RECHECK: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cri::{ContainerInfo, SandboxInfo},
+        manifest::{Origin, parse_manifest},
+    };
+
+    fn pod(policy: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: {policy}\n  containers:\n  - {{name: a, image: i:1}}\n  - {{name: b, image: i:1}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    fn sandbox(id: &str, ready: bool, attempt: u32) -> SandboxInfo {
+        SandboxInfo { id: id.into(), attempt, ready, created_at: attempt as i64, annotations: Default::default() }
+    }
+
+    fn container(id: &str, sandbox: &str, name: &str, state: ContainerState, restarts: u32) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            sandbox_id: sandbox.into(),
+            name: name.into(),
+            state,
+            created_at: restarts as i64,
+            restart_count: restarts,
+            image_ref: String::new(),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn exit(code: i32, secs: u64) -> Exit {
+        Exit { code, finished: at(secs), reason: String::new() }
+    }
+
+    fn decide(policy: &str, rt: Option<RuntimePod>, exits: &[(&str, Exit)], backoff: &CrashBackoff, now: u64) -> Action {
+        let pod = pod(policy);
+        let exits = exits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        next_action(&Inputs { pod: &pod, runtime: rt.as_ref(), exits: &exits, backoff, now: at(now) })
+    }
+
+    use ContainerState::*;
+
+    fn running_pod(b_state: ContainerState) -> RuntimePod {
+        RuntimePod {
+            sandboxes: vec![sandbox("s1", true, 0)],
+            containers: vec![container("a1", "s1", "a", Running, 0), container("b1", "s1", "b", b_state, 0)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_pod_gets_a_sandbox() {
+        assert_eq!(decide("Always", None, &[], &CrashBackoff::default(), 0), Action::CreateSandbox {
+            attempt: 0,
+            stop: vec![]
+        });
+    }
+
+    #[test]
+    fn containers_start_in_order_in_the_ready_sandbox() {
+        let rt = RuntimePod { sandboxes: vec![sandbox("s1", true, 0)], ..Default::default() };
+        assert_eq!(decide("Always", Some(rt), &[], &CrashBackoff::default(), 0), Action::StartContainer {
+            sandbox_id: "s1".into(),
+            name: "a".into(),
+            restart_count: 0
+        });
+    }
+
+    #[test]
+    fn running_pod_is_left_alone() {
+        assert_eq!(decide("Always", Some(running_pod(Running)), &[], &CrashBackoff::default(), 0), Action::Idle);
+    }
+
+    #[test]
+    fn exited_container_is_inspected_before_deciding() {
+        assert_eq!(decide("Always", Some(running_pod(Exited)), &[], &CrashBackoff::default(), 0), Action::InspectExit {
+            id: "b1".into()
+        });
+    }
+
+    #[test]
+    fn restart_policy_table() {
+        // (policy, exit code, restarted?)
+        for (policy, code, restarted) in [
+            ("Always", 0, true),
+            ("Always", 1, true),
+            ("OnFailure", 0, false),
+            ("OnFailure", 137, true),
+            ("Never", 0, false),
+            ("Never", 1, false),
+        ] {
+            let action = decide(policy, Some(running_pod(Exited)), &[("b1", exit(code, 5))], &CrashBackoff::default(), 6);
+            let expected = if restarted {
+                Action::StartContainer { sandbox_id: "s1".into(), name: "b".into(), restart_count: 1 }
+            } else {
+                Action::Idle
+            };
+            assert_eq!(action, expected, "{policy} exit {code}");
+        }
+    }
+
+    #[test]
+    fn crashing_container_waits_out_its_backoff() {
+        let mut backoff = CrashBackoff::default();
+        backoff.record_restart("b", at(0));
+        let action = decide("Always", Some(running_pod(Exited)), &[("b1", exit(1, 5))], &backoff, 6);
+        assert_eq!(action, Action::Wait { until: at(15) });
+        let action = decide("Always", Some(running_pod(Exited)), &[("b1", exit(1, 5))], &backoff, 15);
+        assert!(matches!(action, Action::StartContainer { restart_count: 1, .. }), "{action:?}");
+    }
+
+    #[test]
+    fn dead_sandbox_is_replaced_with_the_next_attempt_and_restart_counts_carry_over() {
+        let rt = RuntimePod {
+            sandboxes: vec![sandbox("s1", false, 0)],
+            containers: vec![container("a1", "s1", "a", Exited, 3)],
+            ..Default::default()
+        };
+        let action = decide("Always", Some(rt.clone()), &[("a1", exit(137, 5))], &CrashBackoff::default(), 6);
+        assert_eq!(action, Action::CreateSandbox { attempt: 1, stop: vec!["s1".into()] });
+
+        let mut rt = rt;
+        rt.sandboxes.push(sandbox("s2", true, 1));
+        let action = decide("Always", Some(rt), &[("a1", exit(137, 5))], &CrashBackoff::default(), 6);
+        assert_eq!(action, Action::StartContainer { sandbox_id: "s2".into(), name: "a".into(), restart_count: 4 });
+    }
+
+    #[test]
+    fn finished_never_pod_is_not_recreated_when_its_sandbox_is_gone() {
+        let rt = RuntimePod {
+            sandboxes: vec![sandbox("s1", false, 0)],
+            containers: vec![container("a1", "s1", "a", Exited, 0), container("b1", "s1", "b", Exited, 0)],
+            ..Default::default()
+        };
+        let exits = [("a1", exit(0, 5)), ("b1", exit(1, 5))];
+        assert_eq!(decide("Never", Some(rt), &exits, &CrashBackoff::default(), 6), Action::Idle);
+    }
+
+    #[test]
+    fn created_but_unstarted_container_is_started() {
+        assert_eq!(decide("Always", Some(running_pod(Created)), &[], &CrashBackoff::default(), 0), Action::StartCreated {
+            id: "b1".into()
+        });
+    }
+
+    #[test]
+    fn older_dead_containers_are_removed_and_the_newest_kept() {
+        let mut rt = running_pod(Running);
+        rt.containers.insert(0, container("a0", "s1", "a", Exited, 0));
+        rt.containers.insert(0, container("a00", "s1", "a", Exited, 0));
+        rt.containers.retain(|c| c.id != "a1");
+        rt.containers.push(container("a2", "s1", "a", Running, 2));
+        assert_eq!(decide("Always", Some(rt), &[], &CrashBackoff::default(), 0), Action::Cleanup {
+            containers: vec!["a00".into(), "a0".into()],
+            sandboxes: vec![]
+        });
+    }
+}
