@@ -162,6 +162,7 @@ fn run_daemon(flags: RunFlags) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match resolve(&flags) {
         Ok(config) => config,
@@ -363,8 +364,8 @@ fn render_pods(status: &server::LocalStatus, now: std::time::SystemTime) -> Stri
         notes.push(format!("container runtime: {e}"));
     }
     for pod in &status.pods {
-        if let Some(e) = &pod.manifest_error {
-            notes.push(format!("{}: {e}", pod.name));
+        if pod.manifest_error.is_some() {
+            notes.push(format!("{}: manifest is broken; the last good version keeps running", pod.name));
         }
         if let Some(e) = &pod.last_error {
             notes.push(format!("{}: {e}", pod.name));

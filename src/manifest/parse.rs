@@ -135,8 +135,14 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// serde-saphyr's first line, without the "error: line L column C:" we report as fields.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains("column") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
 }
 
 /// serde_json appends " at line L column C"; we report those as fields of their own.

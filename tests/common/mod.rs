@@ -1,0 +1,270 @@
+//! Harness for tests against the real private containerd of `hack/testenv up`.
+//!
+//! Each test runs its own staticlet process with its own node name, manifest directory, log and
+//! state directories and status port, so nothing it does can touch another test's pods; `Drop`
+//! stops the daemon and removes every pod of its node from the runtime.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use staticlet::{cri::Runtime, ops::server::LocalStatus, supervisor::PodView};
+
+/// Tests share one containerd and two cores; running them one at a time keeps them honest.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn endpoint() -> String {
+    std::env::var("CONTAINER_RUNTIME_ENDPOINT").expect(
+        "CONTAINER_RUNTIME_ENDPOINT is not set: run `hack/testenv up` and `eval \"$(hack/testenv env)\"` first",
+    )
+}
+
+pub fn image() -> String {
+    std::env::var("STATICLET_TEST_IMAGE").unwrap_or_else(|_| "localhost/staticlet/busybox:1.0".into())
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::connect(&endpoint(), Duration::from_secs(30)).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A unique node name per test, so the harness can find and clean exactly this test's pods.
+pub fn node_name(test: &str) -> String {
+    format!("t-{}-{}", test.replace('_', "-"), std::process::id())
+}
+
+pub struct Daemon {
+    pub node: String,
+    pub dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub logs: PathBuf,
+    pub status_port: u16,
+    pub extra: Vec<String>,
+    pub endpoint: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// A stopped daemon with fresh directories; `start()` runs it.
+    pub fn new(test: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let logs = dir.path().join("logs");
+        Self { node: node_name(test), manifests, logs, status_port: free_port(), extra: vec![], endpoint: endpoint(), child: None, dir }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--node-name={}", self.node),
+            format!("--pod-manifest-path={}", self.manifests.display()),
+            format!("--container-runtime-endpoint={}", self.endpoint),
+            format!("--pod-logs-dir={}", self.logs.display()),
+            format!("--root-dir={}", self.dir.path().join("root").display()),
+            format!("--status-address=127.0.0.1:{}", self.status_port),
+            "--file-check-frequency=2s".into(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("staticlet.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .args(self.args())
+            .env("STATICLET_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_until("the status API answers", Duration::from_secs(20), |d| d.try_status().is_ok());
+        self
+    }
+
+    /// SIGTERM, as systemd stops it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("staticlet did not exit within 15 s of SIGTERM\n{}", self.log());
+        }
+    }
+
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("staticlet.log")).unwrap_or_default()
+    }
+
+    pub fn write_manifest(&self, file: &str, content: &str) -> PathBuf {
+        // Write then rename, as careful tools do; tests of in-place writes write directly.
+        let path = self.manifests.join(file);
+        let tmp = self.dir.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    pub fn try_status(&self) -> Result<LocalStatus, String> {
+        let body = http_get(self.status_port, "/pods")?;
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+
+    pub fn status(&self) -> LocalStatus {
+        self.try_status().unwrap_or_else(|e| panic!("status API: {e}\n{}", self.log()))
+    }
+
+    pub fn pod(&self, name: &str) -> Option<PodView> {
+        let full = format!("{name}-{}", self.node);
+        self.status().pods.into_iter().find(|p| p.name == full)
+    }
+
+    /// Polls `check` until it holds; panics with the daemon's log after `limit`. The limit bounds
+    /// a failing test; it is not a performance assertion.
+    pub fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out after {limit:?} waiting until {what}\nstatus: {:#?}\n--- staticlet log ---\n{}",
+            self.try_status(),
+            self.log()
+        );
+    }
+
+    pub fn wait_for_pod(&self, name: &str, what: &str, mut check: impl FnMut(&PodView) -> bool) -> PodView {
+        self.wait_until(&format!("pod {name} is {what}"), Duration::from_secs(60), |d| d.pod(name).is_some_and(|p| check(&p)));
+        self.pod(name).unwrap()
+    }
+
+    pub fn wait_for_running(&self, name: &str) -> PodView {
+        self.wait_for_pod(name, "Running with all containers ready", |p| {
+            p.status == "Running" && p.containers.iter().all(|c| c.ready)
+        })
+    }
+
+    /// Runs `staticlet <args>` against this daemon's directories and status API.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+            .args(args)
+            .arg(format!("--status-address=127.0.0.1:{}", self.status_port))
+            .arg(format!("--pod-logs-dir={}", self.logs.display()))
+            .arg(format!("--node-name={}", self.node))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        remove_node_pods(&self.node);
+    }
+}
+
+/// Removes every sandbox this node left in the runtime.
+pub fn remove_node_pods(node: &str) {
+    let node = node.to_owned();
+    let cleanup = async move {
+        let rt = runtime();
+        if let Ok(sandboxes) = rt.list_sandboxes(&[("staticlet.io/node", node.as_str())]).await {
+            for s in sandboxes {
+                let _ = rt.stop_sandbox(&s.id).await;
+                let _ = rt.remove_sandbox(&s.id).await;
+            }
+        }
+    };
+    block_on(cleanup);
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+pub fn http_get(port: u16, path: &str) -> Result<String, String> {
+    http_get_addr(&format!("127.0.0.1:{port}"), path).and_then(|(code, body)| {
+        if code == 200 { Ok(body) } else { Err(format!("HTTP {code}: {body}")) }
+    })
+}
+
+/// One bounded HTTP/1.0 GET; returns (status code, body).
+pub fn http_get_addr(address: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&address.parse().map_err(|e| format!("{e}"))?, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed response")?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status code")?;
+    Ok((code, body.to_owned()))
+}
+
+/// The IDs of this pod's containers as the runtime lists them, with their CRI state.
+pub fn runtime_containers(uid: &str) -> Vec<staticlet::cri::api::Container> {
+    block_on(async { runtime().list_containers(&[("io.kubernetes.pod.uid", uid)]).await.unwrap() })
+}
+
+pub fn runtime_sandboxes(uid: &str) -> Vec<staticlet::cri::api::PodSandbox> {
+    block_on(async { runtime().list_sandboxes(&[("io.kubernetes.pod.uid", uid)]).await.unwrap() })
+}
+
+pub fn running_container_ids(uid: &str) -> Vec<String> {
+    runtime_containers(uid)
+        .into_iter()
+        .filter(|c| c.state == staticlet::cri::api::ContainerState::ContainerRunning as i32)
+        .map(|c| c.id)
+        .collect()
+}
+
+/// A pod manifest running busybox with the given shell script.
+pub fn shell_pod(name: &str, script: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: test}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n{extra_spec}  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n",
+        image = image()
+    )
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,353 @@
+//! Standalone static pods against the real private containerd (`hack/testenv up`).
+//! Each test is a behaviour from the README, named as the behaviour it pins.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn web_pod(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: myrole}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, \"127.0.0.1:{port}\", -h, /etc]\n    ports: [{{containerPort: {port}}}]\n",
+        image = image()
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn manifest_written_runs_pod_with_kubelet_labels_and_serves_on_host_port() {
+    let _serial = serial();
+    let mut d = Daemon::new("written");
+    d.start();
+    let port = free_port();
+    d.write_manifest("web.yaml", &web_pod("static-web", port));
+    let pod = d.wait_for_running("static-web");
+    assert_eq!(pod.ready, "1/1");
+    assert_eq!(pod.restarts, 0);
+    assert_eq!(pod.source, format!("file:{}/web.yaml", d.manifests.display()));
+
+    let (code, body) = http_get_addr(&format!("127.0.0.1:{port}"), "/hostname").unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    let sandboxes = runtime_sandboxes(&pod.uid);
+    assert_eq!(sandboxes.len(), 1);
+    let labels = &sandboxes[0].labels;
+    assert_eq!(labels["io.kubernetes.pod.name"], format!("static-web-{}", d.node));
+    assert_eq!(labels["io.kubernetes.pod.namespace"], "default");
+    assert_eq!(labels["io.kubernetes.pod.uid"], pod.uid);
+    assert_eq!(labels["role"], "myrole");
+    let containers = runtime_containers(&pod.uid);
+    assert_eq!(containers[0].labels["io.kubernetes.container.name"], "web");
+
+    let (ok, out, err) = d.cli(&["get", "pods"]);
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.contains("static-web")).unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..5], ["default", &format!("static-web-{}", d.node), "1/1", "Running", "0"], "{out}");
+}
+
+#[test]
+fn container_killed_from_outside_is_restarted_and_counted() {
+    let _serial = serial();
+    let mut d = Daemon::new("killed");
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let pod = d.wait_for_running("static-web");
+    let before = running_container_ids(&pod.uid);
+    assert_eq!(before.len(), 1);
+    block_on(async { runtime().stop_container(&before[0], Duration::ZERO).await.unwrap() });
+
+    let after = d.wait_for_pod("static-web", "restarted once", |p| p.restarts == 1 && p.status == "Running");
+    let now_running = running_container_ids(&after.uid);
+    assert_eq!(now_running.len(), 1);
+    assert_ne!(now_running, before);
+    let restarted = runtime_containers(&after.uid).into_iter().find(|c| c.id == now_running[0]).unwrap();
+    assert_eq!(restarted.metadata.unwrap().attempt, 1);
+}
+
+#[test]
+fn removed_manifest_stops_its_pod_and_restoring_it_runs_the_pod_again() {
+    let _serial = serial();
+    let mut d = Daemon::new("removed");
+    d.start();
+    let path = d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let pod = d.wait_for_running("static-web");
+    let aside = d.dir.path().join("web.yaml");
+    std::fs::rename(&path, &aside).unwrap();
+    d.wait_until("the pod is gone from the runtime", Duration::from_secs(30), |_| runtime_sandboxes(&pod.uid).is_empty());
+    assert!(d.pod("static-web").is_none());
+    std::fs::rename(&aside, &path).unwrap();
+    let back = d.wait_for_running("static-web");
+    assert_eq!(back.uid, pod.uid, "same manifest, same node, same path: same UID");
+}
+
+#[test]
+fn edited_manifest_stops_the_old_pod_gracefully_before_the_new_one_starts() {
+    let _serial = serial();
+    let mut d = Daemon::new("edited");
+    d.start();
+    let journal = d.dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    // Each version appends to a shared hostPath file when it starts and when it gets SIGTERM,
+    // so the file's order shows whether the old version was stopped (gracefully) first.
+    let version = |v: &str| {
+        shell_pod(
+            "edited",
+            &format!("trap 'echo {v} term >> /j/log; exit 0' TERM; echo {v} start >> /j/log; while true; do sleep 0.2; done"),
+            &format!("  volumes: [{{name: j, hostPath: {{path: {}}}}}]\n", journal.display()),
+        )
+        .replace("    command:", "    volumeMounts: [{name: j, mountPath: /j}]\n    command:")
+    };
+    d.write_manifest("p.yaml", &version("v1"));
+    let v1 = d.wait_for_running("edited");
+    d.write_manifest("p.yaml", &version("v2"));
+    let v2 = d.wait_for_pod("edited", "running its second version", |p| p.status == "Running" && p.uid != v1.uid);
+    d.wait_until("v2 has written its start line", Duration::from_secs(10), |_| {
+        std::fs::read_to_string(journal.join("log")).unwrap_or_default().contains("v2 start")
+    });
+    let log = std::fs::read_to_string(journal.join("log")).unwrap();
+    assert_eq!(log.lines().collect::<Vec<_>>(), ["v1 start", "v1 term", "v2 start"]);
+    assert!(runtime_sandboxes(&v1.uid).is_empty(), "the old version's sandbox is removed");
+    assert_eq!(runtime_sandboxes(&v2.uid).len(), 1);
+}
+
+#[test]
+fn broken_manifest_keeps_the_last_good_pod_running_and_reports_the_error() {
+    let _serial = serial();
+    let mut d = Daemon::new("broken");
+    d.start();
+    let path = d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let pod = d.wait_for_running("static-web");
+    let containers = running_container_ids(&pod.uid);
+    std::fs::write(&path, "apiVersion: v1\nkind: Pod\nmetadata:\n\tname: web\n").unwrap();
+    d.wait_until("the error is reported", Duration::from_secs(20), |d| {
+        d.status().manifest_errors.iter().any(|e| e.contains("web.yaml: line 4"))
+    });
+    // Two full rescans later (fileCheckFrequency is 2s) the pod is still the same pod.
+    std::thread::sleep(Duration::from_secs(5));
+    let still = d.pod("static-web").expect("the pod is still listed");
+    assert_eq!(still.uid, pod.uid);
+    assert_eq!(still.status, "Running");
+    assert!(still.manifest_error.is_some());
+    assert_eq!(running_container_ids(&pod.uid), containers, "no container was restarted");
+    let (_, out, _) = d.cli(&["get", "pods"]);
+    assert!(out.contains("PROBLEMS") && out.contains("line 4"), "{out}");
+}
+
+#[test]
+fn restart_policies_decide_what_happens_after_exit() {
+    let _serial = serial();
+    let mut d = Daemon::new("policies");
+    d.start();
+    d.write_manifest("never.yaml", &shell_pod("never", "exit 0", "  restartPolicy: Never\n"));
+    d.write_manifest("onfailure-ok.yaml", &shell_pod("onfailure-ok", "exit 0", "  restartPolicy: OnFailure\n"));
+    d.write_manifest("onfailure-bad.yaml", &shell_pod("onfailure-bad", "exit 3", "  restartPolicy: OnFailure\n"));
+    d.write_manifest("never-bad.yaml", &shell_pod("never-bad", "exit 1", "  restartPolicy: Never\n"));
+    d.write_manifest("always.yaml", &shell_pod("always", "exit 0", ""));
+
+    d.wait_for_pod("never", "Completed", |p| p.status == "Completed");
+    d.wait_for_pod("onfailure-ok", "Completed", |p| p.status == "Completed");
+    d.wait_for_pod("never-bad", "Error", |p| p.status == "Error");
+    // Failing and always-restarting pods restart once at once, then back off (10 s).
+    let failing = d.wait_for_pod("onfailure-bad", "in CrashLoopBackOff", |p| p.status == "CrashLoopBackOff");
+    assert!(failing.restarts >= 1);
+    let always = d.wait_for_pod("always", "in CrashLoopBackOff", |p| p.status == "CrashLoopBackOff");
+    assert!(always.restarts >= 1);
+    for name in ["never", "onfailure-ok", "never-bad"] {
+        assert_eq!(d.pod(name).unwrap().restarts, 0, "{name} must not restart");
+    }
+    let exit = d.pod("never-bad").unwrap().containers[0].exit_code;
+    assert_eq!(exit, Some(1));
+}
+
+#[test]
+fn restarted_staticlet_adopts_running_pods_without_restarting_them() {
+    let _serial = serial();
+    let mut d = Daemon::new("adopt");
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let pod = d.wait_for_running("static-web");
+    let containers = running_container_ids(&pod.uid);
+    let sandboxes: Vec<String> = runtime_sandboxes(&pod.uid).into_iter().map(|s| s.id).collect();
+
+    d.stop();
+    assert_eq!(running_container_ids(&pod.uid), containers, "SIGTERM to staticlet stops no pod");
+
+    d.start();
+    let adopted = d.wait_for_running("static-web");
+    assert_eq!(adopted.uid, pod.uid);
+    assert_eq!(adopted.restarts, 0);
+    assert_eq!(running_container_ids(&pod.uid), containers, "the same container keeps running");
+    let after: Vec<String> = runtime_sandboxes(&pod.uid).into_iter().map(|s| s.id).collect();
+    assert_eq!(after, sandboxes);
+    assert!(d.log().contains("adopted running pod"), "{}", d.log());
+}
+
+#[test]
+fn manifests_removed_or_edited_while_staticlet_was_down_are_reconciled_at_start() {
+    let _serial = serial();
+    let mut d = Daemon::new("offline");
+    d.start();
+    let gone = d.write_manifest("gone.yaml", &web_pod("gone", free_port()));
+    d.write_manifest("edit.yaml", &shell_pod("edit", "sleep 3600", ""));
+    let gone_pod = d.wait_for_running("gone");
+    let edit_pod = d.wait_for_running("edit");
+    d.stop();
+
+    std::fs::remove_file(gone).unwrap();
+    d.write_manifest("edit.yaml", &shell_pod("edit", "sleep 3601", ""));
+    d.start();
+    let edited = d.wait_for_pod("edit", "running its new version", |p| p.status == "Running" && p.uid != edit_pod.uid);
+    d.wait_until("the removed and the old pods are gone from the runtime", Duration::from_secs(30), |_| {
+        runtime_sandboxes(&gone_pod.uid).is_empty() && runtime_sandboxes(&edit_pod.uid).is_empty()
+    });
+    assert_eq!(runtime_sandboxes(&edited.uid).len(), 1);
+}
+
+#[test]
+fn container_logs_are_cri_files_that_staticlet_logs_reads() {
+    let _serial = serial();
+    let mut d = Daemon::new("logs");
+    d.start();
+    d.write_manifest("talk.yaml", &shell_pod("talk", "echo one; echo two >&2; sleep 0.5; echo three; sleep 3600", ""));
+    let pod = d.wait_for_running("talk");
+    let file = d.logs.join(format!("default_talk-{}_{}", d.node, pod.uid)).join("main/0.log");
+    d.wait_until("three lines are logged", Duration::from_secs(10), |_| {
+        std::fs::read_to_string(&file).unwrap_or_default().lines().count() == 3
+    });
+    let content = std::fs::read_to_string(&file).unwrap();
+    // stdout and stderr are separate pipes: their lines interleave in no fixed order.
+    let line = content.lines().find(|l| l.contains(" stderr ")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, ' ').collect();
+    assert!(fields[0].parse::<jiff::Timestamp>().is_ok(), "RFC 3339 timestamp: {}", fields[0]);
+    assert_eq!(&fields[1..], ["stderr", "F", "two"]);
+
+    let (ok, out, err) = d.cli(&["logs", "talk"]);
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["one", "three", "two"]);
+    let (_, out, _) = d.cli(&["logs", &format!("talk-{}", d.node), "--tail", "1", "-c", "main"]);
+    assert_eq!(out, "three\n");
+    let (ok, _, err) = d.cli(&["logs", "nope"]);
+    assert!(!ok && err.contains("no pod named \"nope\""), "{err}");
+}
+
+#[test]
+fn directory_skips_leftovers_and_refuses_bad_files_with_named_errors() {
+    let _serial = serial();
+    let mut d = Daemon::new("baddir");
+    d.start();
+    let port = free_port();
+    d.write_manifest("web.yaml", &web_pod("static-web", port));
+    // A backup that would win under kubelet, a swap file, a dotfile: all skipped.
+    std::fs::write(d.manifests.join("web.yaml.bak"), web_pod("static-web-bak", port)).unwrap();
+    std::fs::write(d.manifests.join(".web.yaml.swp"), [0u8, 1, 2]).unwrap();
+    std::fs::write(d.manifests.join("web.yaml~"), web_pod("tilde", port)).unwrap();
+    std::fs::create_dir(d.manifests.join("sub.yaml")).unwrap();
+    // Bad ones, each reported by name.
+    std::fs::write(d.manifests.join("deploy.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n").unwrap();
+    std::fs::write(d.manifests.join("noname.yaml"), "apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n").unwrap();
+    std::fs::write(d.manifests.join("big.yaml"), vec![b'#'; 11 * 1024 * 1024]).unwrap();
+    std::fs::write(d.manifests.join("binary.json"), [0x7f, b'E', b'L', b'F', 0, 1]).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target.yaml", d.manifests.join("dangling.yaml")).unwrap();
+    std::fs::write(d.manifests.join("zz-dup.yaml"), web_pod("static-web", port + 1)).unwrap();
+
+    d.wait_for_running("static-web");
+    let m = d.manifests.display().to_string();
+    let expected = [
+        format!("{m}/deploy.yaml: document 1: a apps/v1 Deployment is not a static pod"),
+        format!("{m}/noname.yaml: document 1: metadata.name: required"),
+        format!("{m}/big.yaml: 11534336 bytes is over the 10485760-byte limit"),
+        format!("{m}/binary.json: not a text file"),
+        format!("{m}/dangling.yaml: cannot read: dangling symlink"),
+        format!("{m}/zz-dup.yaml: pod default/static-web-{} is already defined by {m}/web.yaml", d.node),
+    ];
+    d.wait_until("every bad file is reported", Duration::from_secs(20), |d| {
+        let errors = d.status().manifest_errors;
+        expected.iter().all(|e| errors.iter().any(|x| x.starts_with(e.as_str())))
+    });
+    let status = d.status();
+    assert_eq!(status.pods.len(), 1, "only web.yaml defines a pod: {:#?}", status.pods);
+    assert_eq!(status.pods[0].source, format!("file:{m}/web.yaml"));
+    let log = d.log();
+    for skipped in ["web.yaml.bak", ".web.yaml.swp", "web.yaml~", "sub.yaml"] {
+        assert_eq!(log.matches(&format!("{m}/{skipped}")).count(), 1, "{skipped} is logged once:\n{log}");
+    }
+}
+
+#[test]
+fn pod_network_volumes_and_env_reach_the_container() {
+    let _serial = serial();
+    let mut d = Daemon::new("network");
+    d.start();
+    let host_dir = d.dir.path().join("host");
+    std::fs::create_dir(&host_dir).unwrap();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: net}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: host, hostPath: {{path: {host}}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  containers:
+  - name: web
+    image: {image}
+    workingDir: /scratch
+    env:
+    - {{name: GREETING, value: hello}}
+    - name: MY_NAME
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+    - name: MY_IP
+      valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+    command: [sh, -c]
+    args: ["echo $(GREETING) $MY_NAME $MY_IP > /host/env; pwd > /host/pwd; echo ok > index.html; httpd -f -p 8080 -h /scratch"]
+    ports: [{{containerPort: 8080}}]
+    volumeMounts:
+    - {{name: host, mountPath: /host}}
+    - {{name: scratch, mountPath: /scratch}}
+"#,
+        host = host_dir.display(),
+        image = image()
+    );
+    d.write_manifest("net.yaml", &manifest);
+    let pod = d.wait_for_running("net");
+    assert!(pod.ip.starts_with("10.233.0."), "pod IP from the test CNI bridge: {:?}", pod.ip);
+    d.wait_until("the container wrote its environment", Duration::from_secs(10), |_| host_dir.join("pwd").exists());
+    let env = std::fs::read_to_string(host_dir.join("env")).unwrap();
+    assert_eq!(env.trim(), format!("hello net-{} {}", d.node, pod.ip));
+    assert_eq!(std::fs::read_to_string(host_dir.join("pwd")).unwrap().trim(), "/scratch");
+    // The pod is our own, on the test bridge: one bounded request to its IP.
+    d.wait_until("httpd answers on the pod IP", Duration::from_secs(10), |_| {
+        http_get_addr(&format!("{}:8080", pod.ip), "/index.html").is_ok_and(|(code, body)| code == 200 && body == "ok\n")
+    });
+}
+
+#[test]
+fn dead_runtime_is_reported_and_staticlet_converges_when_it_returns() {
+    let _serial = serial();
+    let mut d = Daemon::new("deadruntime");
+    let socket = d.dir.path().join("cri.sock");
+    d.endpoint = format!("unix://{}", socket.display());
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    d.wait_until("the missing runtime is reported", Duration::from_secs(20), |d| {
+        d.status().runtime_error.is_some_and(|e| e.contains(&socket.display().to_string()) || e.contains("ListPodSandbox"))
+    });
+    assert_eq!(http_get_addr(&format!("127.0.0.1:{}", d.status_port), "/readyz").unwrap().0, 503);
+    assert!(d.exit_status().is_none(), "staticlet keeps running without a runtime");
+    // The runtime appears at that path: a symlink to the real socket.
+    let real = endpoint().trim_start_matches("unix://").to_owned();
+    std::os::unix::fs::symlink(real, &socket).unwrap();
+    d.wait_for_running("static-web");
+    d.wait_until("ready", Duration::from_secs(20), |d| {
+        http_get_addr(&format!("127.0.0.1:{}", d.status_port), "/readyz").unwrap().0 == 200
+    });
+    assert!(d.status().runtime_error.is_none());
+}
