@@ -351,3 +351,63 @@ fn dead_runtime_is_reported_and_staticlet_converges_when_it_returns() {
     });
     assert!(d.status().runtime_error.is_none());
 }
+
+#[test]
+fn containers_survive_a_containerd_restart_and_are_not_restarted() {
+    let _serial = serial();
+    let mut d = Daemon::new("crirestart");
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let pod = d.wait_for_running("static-web");
+    let containers = running_container_ids(&pod.uid);
+
+    testenv(&["stop-runtime"]);
+    d.wait_until("the dead runtime is reported", Duration::from_secs(20), |d| d.status().runtime_error.is_some());
+    let (_, out, _) = d.cli(&["get", "pods"]);
+    assert!(out.contains("container runtime:"), "{out}");
+    testenv(&["restart-runtime"]);
+
+    d.wait_until("the runtime is back", Duration::from_secs(30), |d| d.status().runtime_error.is_none());
+    let after = d.wait_for_running("static-web");
+    assert_eq!(after.restarts, 0);
+    assert_eq!(running_container_ids(&pod.uid), containers, "the same container runs on");
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_field_and_stops_nothing() {
+    let _serial = serial();
+    let d = Daemon::new("badconfig");
+    let config = d.dir.path().join("config.yaml");
+    std::fs::write(&config, "staticPodPth: /etc/kubernetes/manifests\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        .arg(format!("--config={}", config.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("staticPodPth") && stderr.contains("config.yaml"), "{stderr}");
+}
+
+#[test]
+fn manifest_written_in_place_in_pieces_is_not_reported_broken() {
+    let _serial = serial();
+    let mut d = Daemon::new("inplace");
+    d.start();
+    let manifest = web_pod("static-web", free_port());
+    let (head, tail) = manifest.split_at(manifest.len() / 2);
+    let path = d.manifests.join("web.yaml");
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, head.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::io::Write::write_all(&mut file, tail.as_bytes()).unwrap();
+    drop(file);
+    d.wait_for_running("static-web");
+    assert!(!d.log().contains("ERROR"), "a half-written file must not be reported:\n{}", d.log());
+}
+
+fn testenv(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
+    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
+    assert!(status.success(), "hack/testenv {args:?} failed");
+}

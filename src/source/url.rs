@@ -52,14 +52,13 @@ impl UrlSource {
         };
         let origin = Origin::http(self.url.clone());
         let mut last_body: Option<Vec<u8>> = None;
-        let mut failures = 0u32;
+        let mut last_error: Option<String> = None;
         loop {
             match self.fetch(&client).await {
                 Ok(body) => {
-                    if failures > 0 {
+                    if last_error.take().is_some() {
                         tracing::info!(url = %self.url, "manifest URL is answering again");
                     }
-                    failures = 0;
                     if last_body.as_ref() != Some(&body) {
                         let manifests = if body.iter().all(u8::is_ascii_whitespace) {
                             tracing::warn!(url = %self.url, "manifest URL answered with an empty body: no URL pods");
@@ -75,13 +74,14 @@ impl UrlSource {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    // The first few failures are loud; a URL that stays down is not news every 20 s.
-                    if failures <= 3 {
-                        tracing::warn!(error = %e, "manifest URL unavailable; keeping its pods");
+                    // A new kind of failure is news; the same failure every period is not.
+                    let message = e.to_string();
+                    if last_error.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(error = %message, "manifest URL unavailable; keeping its pods");
                     } else {
-                        tracing::debug!(error = %e, failures, "manifest URL still unavailable");
+                        tracing::debug!(error = %message, "manifest URL still unavailable");
                     }
+                    last_error = Some(message);
                 }
             }
             tokio::select! {
