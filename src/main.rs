@@ -334,6 +334,9 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
 }
 
 fn render_pods(status: &server::LocalStatus, now: std::time::SystemTime) -> String {
+    if status.pods.is_empty() && status.manifest_errors.is_empty() && status.runtime_error.is_none() {
+        return format!("No static pods on node {}.\n", status.node);
+    }
     let mut rows = vec![["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"].map(String::from).to_vec()];
     for pod in &status.pods {
         let age = pod

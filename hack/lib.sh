@@ -1,0 +1,25 @@
+# Shared by hack/test, hack/demo and hack/bench: the Rust toolchain and the test runtime.
+# shellcheck shell=bash
+
+# Makes `cargo` available, or says exactly what is missing. Debian 12's own cargo is too old
+# (rustc 1.63; staticlet needs 1.89), so we use rustup's, as installed on the build machines.
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found. Install Rust 1.89 or newer with rustup (https://rustup.rs)." >&2
+        exit 1
+    fi
+}
+
+# Packages the tests use beyond the runtime's own (hack/testenv installs those).
+ensure_test_packages() {
+    local missing=()
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
+    fi
+}
