@@ -160,6 +160,21 @@ impl Runtime {
         })
     }
 
+    /// The host PID of the container's init process, from the verbose status (None if the runtime
+    /// does not say).
+    pub async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
+        let req = api::ContainerStatusRequest { container_id: id.into(), verbose: true };
+        let r = call!(self, runtime, container_status, "ContainerStatus", req)?;
+        let pid = r
+            .info
+            .get("info")
+            .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+            .and_then(|info| info.get("pid").and_then(serde_json::Value::as_i64))
+            .filter(|pid| *pid > 0)
+            .map(|pid| pid as i32);
+        Ok(pid)
+    }
+
     /// The image's ID if the runtime has it.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
         let req = api::ImageStatusRequest { image: Some(image_spec(image)), verbose: false };

@@ -4,6 +4,7 @@
 //! errors; `observe` relists the runtime and publishes what it saw to every pod supervisor.
 
 mod client;
+pub mod exit_watch;
 pub mod labels;
 mod observe;
 pub mod translate;

@@ -110,6 +110,12 @@ impl Observer {
         self.snapshots.borrow().clone()
     }
 
+    /// Asks for a relist without waiting for it (e.g. a container was just seen to exit).
+    pub fn poke(&self) {
+        self.requested.fetch_add(1, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
     /// Asks for a relist and waits for a listing that started after this call, so it reflects
     /// every action the caller finished before calling.
     pub async fn fresh(&self) -> Arc<RuntimeSnapshot> {
@@ -144,7 +150,16 @@ impl Observer {
                     RuntimeSnapshot { covers, listed: previous.listed, error: Some(message), pods: previous.pods.clone() }
                 }
             };
-            self.snapshots.send_replace(Arc::new(snapshot));
+            // Subscribers wake only for news: a change, or an answer to a refresh request. An
+            // idle node's once-a-second relist then costs two RPCs and no work anywhere else.
+            let news = snapshot.covers != previous.covers
+                || snapshot.listed != previous.listed
+                || snapshot.error != previous.error
+                || snapshot.pods != previous.pods;
+            self.snapshots.send_if_modified(|current| {
+                *current = Arc::new(snapshot);
+                news
+            });
             // A failing runtime is retried at the normal period: the listing is cheap and
             // converging quickly when containerd returns matters more than the few calls.
             tokio::select! {

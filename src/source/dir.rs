@@ -21,8 +21,11 @@ use crate::{
     manifest::{MAX_MANIFEST_BYTES, ManifestError, Origin, SourceKind, parse_manifest},
 };
 
-/// Quiet time after the last inotify event before a rescan; editors write in bursts.
-const DEBOUNCE: Duration = Duration::from_millis(50);
+/// After an event that ends a change (a file closed after writing, renamed into place, removed),
+/// the quiet time before a rescan: enough to take in the rest of a rename or an editor's burst.
+const SETTLED_QUIET: Duration = Duration::from_millis(5);
+/// The longest a change that is still in progress (opened, being written) delays a rescan.
+const UNSETTLED_MAX: Duration = Duration::from_millis(500);
 /// A file written this recently that fails to parse is probably still being written.
 const FRESH_WRITE: Duration = Duration::from_secs(1);
 
@@ -64,7 +67,7 @@ impl DirSource {
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
-        let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+        let (event_tx, mut events) = mpsc::unbounded_channel::<bool>();
         let mut watcher = None;
         let mut last: Option<SourceSnapshot> = None;
         let mut missing_reported = false;
@@ -95,14 +98,18 @@ impl DirSource {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.period) => {}
-                Some(()) = events.recv() => {
-                    // Coalesce the burst: wait until the directory has been quiet briefly.
-                    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                Some(mut settled) = events.recv() => {
+                    // Coalesce the burst; a file still being written gets time to be finished.
+                    let deadline = tokio::time::Instant::now() + UNSETTLED_MAX;
                     loop {
+                        let quiet = if settled { SETTLED_QUIET } else { UNSETTLED_MAX };
                         tokio::select! {
-                            _ = tokio::time::sleep(DEBOUNCE) => break,
+                            _ = tokio::time::sleep(quiet) => break,
                             _ = tokio::time::sleep_until(deadline) => break,
-                            e = events.recv() => if e.is_none() { break },
+                            e = events.recv() => match e {
+                                Some(s) => settled = s,
+                                None => break,
+                            },
                         }
                     }
                 }
@@ -113,11 +120,11 @@ impl DirSource {
 
 /// Watches the directory (or, for a single manifest file, its parent, since editors replace
 /// files by renaming). None if the path is not there yet; the periodic rescan retries.
-fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::RecommendedWatcher> {
     let target = if path.is_dir() { path.to_path_buf() } else { path.parent()?.to_path_buf() };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
+        if let Ok(event) = event {
+            let _ = tx.send(settles(&event.kind));
         }
     })
     .ok()?;
@@ -127,6 +134,16 @@ fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<notify::Recommend
             tracing::debug!(path = %target.display(), error = %e, "cannot watch yet; relying on rescans");
             None
         }
+    }
+}
+
+/// Whether an event ends a change (rescan now) or is part of one still going on (wait a little).
+fn settles(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
+        _ => false,
     }
 }
 

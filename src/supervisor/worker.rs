@@ -43,6 +43,8 @@ pub async fn supervise(
             waiting: Waiting::new(),
             ips: HashMap::new(),
             last_error: None,
+            exit_watches: tokio::task::JoinSet::new(),
+            watched: std::collections::HashSet::new(),
         };
         worker.run(terminate, shutdown).await
     }
@@ -79,6 +81,9 @@ struct Worker {
     /// Pod IP by sandbox ID.
     ips: HashMap<String, String>,
     last_error: Option<String>,
+    /// One task per running container, waiting for its exit; aborted when the worker ends.
+    exit_watches: tokio::task::JoinSet<()>,
+    watched: std::collections::HashSet<String>,
 }
 
 impl Worker {
@@ -106,6 +111,7 @@ impl Worker {
             let mut act = None;
             if snapshot.listed && snapshot.error.is_none() {
                 let rt = snapshot.pod(&self.pod.uid);
+                self.watch_exits(rt);
                 if !announced {
                     announced = true;
                     match rt {
@@ -170,6 +176,41 @@ impl Worker {
             }
             snapshot = snapshots.borrow_and_update().clone();
         }
+    }
+
+    /// Starts an exit watch for each running container not yet watched, so an exit triggers a
+    /// relist at once (see `cri::exit_watch`).
+    fn watch_exits(&mut self, rt: Option<&RuntimePod>) {
+        let Some(rt) = rt else { return };
+        let running = rt.containers.iter().filter(|c| c.state == crate::cri::ContainerState::Running);
+        for container in running {
+            if !self.watched.insert(container.id.clone()) {
+                continue;
+            }
+            let (runtime, observer, id) = (self.ctx.runtime.clone(), self.ctx.observer.clone(), container.id.clone());
+            self.exit_watches.spawn(async move {
+                let Ok(Some(pid)) = runtime.container_pid(&id).await else { return };
+                if let Err(e) = crate::cri::exit_watch::process_exit(pid).await {
+                    tracing::debug!(container = %id, error = %e, "no exit watch; the relist will notice");
+                    return;
+                }
+                // The runtime records the exit a few milliseconds after the process is gone:
+                // relist until it shows (bounded; the periodic relist remains the backstop).
+                for _ in 0..50 {
+                    let snapshot = observer.fresh().await;
+                    let running = snapshot.pods.values().flat_map(|p| &p.containers).any(|c| {
+                        c.id == id && c.state == crate::cri::ContainerState::Running
+                    });
+                    if !running {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+        let live: std::collections::HashSet<&str> = rt.containers.iter().map(|c| c.id.as_str()).collect();
+        self.watched.retain(|id| live.contains(id.as_str()));
+        while self.exit_watches.try_join_next().is_some() {}
     }
 
     fn backing_off_containers(&self, rt: Option<&RuntimePod>, now: SystemTime) -> Vec<String> {
