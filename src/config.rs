@@ -49,6 +49,12 @@ pub struct ConfigFile {
     /// Loopback address of the local status API used by `staticlet get pods`, /metrics, /healthz
     /// and /readyz (default 127.0.0.1:10251).
     pub status_address: Option<String>,
+    /// Kubeconfig of this node's identity (`system:node:<nodeName>`). When set, staticlet
+    /// registers the Node and keeps a mirror pod of every static pod on the API server.
+    pub kubeconfig: Option<String>,
+    /// The node's InternalIP (default: the address of the default route's interface).
+    #[serde(rename = "nodeIP")]
+    pub node_ip: Option<String>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -64,6 +70,8 @@ pub struct Overrides {
     pub node_name: Option<String>,
     pub root_dir: Option<String>,
     pub status_address: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub node_ip: Option<String>,
 }
 
 /// The configuration in force, every value resolved.
@@ -80,6 +88,8 @@ pub struct Config {
     pub node_name: String,
     pub root_dir: PathBuf,
     pub status_address: SocketAddr,
+    pub kubeconfig: Option<PathBuf>,
+    pub node_ip: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +194,8 @@ impl Config {
             node_name,
             root_dir: pick(flags.root_dir, file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into()).into(),
             status_address,
+            kubeconfig: pick(flags.kubeconfig, file.kubeconfig).map(PathBuf::from),
+            node_ip: pick(flags.node_ip, file.node_ip),
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod cri;
 pub mod desired;
 pub mod logs;
 pub mod manifest;
+pub mod mirror;
 pub mod ops;
 pub mod source;
 pub mod supervisor;

@@ -8,9 +8,10 @@ use staticlet::{
     config::{Config, ConfigFile, DEFAULT_STATUS_ADDRESS, Overrides},
     cri::{Observer, Runtime},
     logs,
+    mirror::{self, MirrorProblems, MirrorSync},
     ops::{metrics::Metrics, readiness::Readiness, server},
     source,
-    supervisor::{Context, Manager, Views, status::human_age},
+    supervisor::{Context, Manager, Views, events::Events, status::human_age},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -64,6 +65,12 @@ struct RunFlags {
     /// Loopback address of the status API (default 127.0.0.1:10251).
     #[arg(long, global = true)]
     status_address: Option<String>,
+    /// Kubeconfig with this node's identity; enables Node registration and mirror pods.
+    #[arg(long)]
+    kubeconfig: Option<String>,
+    /// The node's InternalIP.
+    #[arg(long)]
+    node_ip: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +155,8 @@ fn resolve(flags: &RunFlags) -> Result<Config, staticlet::config::ConfigError> {
         node_name: flags.node_name.clone(),
         root_dir: flags.root_dir.clone(),
         status_address: flags.status_address.clone(),
+        kubeconfig: flags.kubeconfig.clone(),
+        node_ip: flags.node_ip.clone(),
     };
     Config::resolve(file, overrides, hostname)
 }
@@ -206,6 +215,25 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), Duration::from_secs(1), shutdown.clone()));
 
     let desired = source::spawn(&config, &tracker, &shutdown);
+    let problems = MirrorProblems::default();
+    let mut events = Default::default();
+    if let Some(kubeconfig) = &config.kubeconfig {
+        let (sender, receiver) = Events::channel();
+        events = sender;
+        let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
+            Ok(Ok((name, version))) => format!("{name}://{version}"),
+            _ => "unknown".into(),
+        };
+        let settings = mirror::Settings {
+            kubeconfig: kubeconfig.clone(),
+            node: config.node_name.clone(),
+            node_ip: config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip),
+            runtime_version,
+        };
+        let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
+        tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
+        tracker.spawn(sync.run(shutdown.clone()));
+    }
     let ctx = Arc::new(Context {
         runtime: runtime.clone(),
         observer: observer.clone(),
@@ -214,6 +242,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         root_dir: config.root_dir.clone(),
         views: views.clone(),
         metrics: metrics.clone(),
+        events,
     });
     tracker.spawn(Manager::new(ctx, tracker.clone(), shutdown.clone()).run(desired.clone()));
     tracker.spawn(server::serve(
@@ -226,6 +255,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
             observer: observer.clone(),
             metrics,
             readiness: readiness.clone(),
+            problems,
         },
         shutdown.clone(),
     ));
@@ -369,6 +399,9 @@ fn render_pods(status: &server::LocalStatus, now: std::time::SystemTime) -> Stri
     for pod in &status.pods {
         if pod.manifest_error.is_some() {
             notes.push(format!("{}: manifest is broken; the last good version keeps running", pod.name));
+        }
+        if let Some(e) = &pod.mirror_error {
+            notes.push(format!("{}: {e}", pod.name));
         }
         if let Some(e) = &pod.last_error {
             notes.push(format!("{}: {e}", pod.name));

@@ -37,6 +37,7 @@ pub struct ServerState {
     pub observer: Arc<Observer>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    pub problems: crate::mirror::MirrorProblems,
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: ServerState, shutdown: CancellationToken) {
@@ -65,6 +66,7 @@ async fn pods(State(state): State<ServerState>) -> Json<LocalStatus> {
             .find(|d| d.pod.uid == view.uid)
             .and_then(|d| d.stale.as_ref())
             .map(|e| format!("manifest is broken, running the last good version: {e}"));
+        view.mirror_error = state.problems.get(&format!("{}/{}", view.namespace, view.name));
     }
     pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Json(LocalStatus {

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod decide;
+pub mod events;
 mod manager;
 pub mod status;
 mod worker;
@@ -28,20 +29,43 @@ pub struct Context {
     pub root_dir: PathBuf,
     pub views: Views,
     pub metrics: Arc<Metrics>,
+    pub events: events::Events,
 }
 
-/// The latest view of every supervised pod, by UID, for the local status API.
-#[derive(Clone, Default)]
-pub struct Views(Arc<Mutex<BTreeMap<String, PodView>>>);
+/// The latest view of every supervised pod, by UID, for the local status API and the mirror
+/// sync, which subscribes to be told of every change.
+#[derive(Clone)]
+pub struct Views {
+    views: Arc<Mutex<BTreeMap<String, PodView>>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Self { views: Default::default(), changed: Arc::new(tokio::sync::watch::channel(0).0) }
+    }
+}
 
 impl Views {
     pub fn set(&self, view: PodView) {
-        self.0.lock().expect("views lock").insert(view.uid.clone(), view);
+        let mut views = self.views.lock().expect("views lock");
+        if views.get(&view.uid) != Some(&view) {
+            views.insert(view.uid.clone(), view);
+            self.changed.send_modify(|n| *n += 1);
+        }
     }
     pub fn remove(&self, uid: &str) {
-        self.0.lock().expect("views lock").remove(uid);
+        if self.views.lock().expect("views lock").remove(uid).is_some() {
+            self.changed.send_modify(|n| *n += 1);
+        }
     }
     pub fn all(&self) -> Vec<PodView> {
-        self.0.lock().expect("views lock").values().cloned().collect()
+        self.views.lock().expect("views lock").values().cloned().collect()
+    }
+    pub fn get(&self, uid: &str) -> Option<PodView> {
+        self.views.lock().expect("views lock").get(uid).cloned()
+    }
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }

@@ -23,11 +23,17 @@ pub struct PodView {
     /// config.seen: when this version of the pod was first seen.
     pub since: String,
     pub ip: String,
+    /// When the current sandbox was created (RFC 3339), the pod's startTime.
+    pub started: Option<String>,
+    pub terminating: bool,
     pub containers: Vec<ContainerView>,
     /// Set while the manifest is broken and this is the last good version.
     pub manifest_error: Option<String>,
     /// The last error carrying out an action (image pull, container start, runtime down).
     pub last_error: Option<String>,
+    /// Why the API server has no mirror of this pod (admission refused it, ...).
+    #[serde(default)]
+    pub mirror_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +46,12 @@ pub struct ContainerView {
     pub ready: bool,
     pub restart_count: u32,
     pub exit_code: Option<i32>,
+    pub image: String,
+    /// The runtime's image reference (imageID).
+    pub image_ref: String,
+    /// When the current container was created or started (RFC 3339).
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
 }
 
 /// Per-container problems the worker met, by container name (e.g. `ErrImagePull`).
@@ -72,6 +84,10 @@ pub fn view(inputs: &ViewInputs) -> PodView {
             ready: false,
             restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
             exit_code: None,
+            image: spec.image.clone().unwrap_or_default(),
+            image_ref: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
+            started_at: latest.map(|c| rfc3339_nanos(c.created_at)),
+            finished_at: None,
         };
         match latest.map(|c| (c, c.state)) {
             Some((c, ContainerState::Running)) if sandbox.is_some_and(|s| s.id == c.sandbox_id) => {
@@ -83,6 +99,7 @@ pub fn view(inputs: &ViewInputs) -> PodView {
                 if let Some(exit) = inputs.exits.get(&c.id) {
                     view.state = "Terminated".into();
                     view.exit_code = Some(exit.code);
+                    view.finished_at = Some(jiff::Timestamp::try_from(exit.finished).map(|t| t.to_string()).unwrap_or_default());
                     view.reason = if exit.code == 0 { "Completed".into() } else { "Error".into() };
                     if inputs.backing_off.contains(&spec.name) {
                         view.state = "Waiting".into();
@@ -114,9 +131,12 @@ pub fn view(inputs: &ViewInputs) -> PodView {
         status,
         since: inputs.seen.into(),
         ip: inputs.ip.into(),
+        started: sandbox.map(|s| rfc3339_nanos(s.created_at)),
+        terminating: inputs.terminating,
         containers,
         manifest_error: None,
         last_error: None,
+        mirror_error: None,
     }
 }
 
@@ -138,6 +158,10 @@ fn kubectl_status(containers: &[ContainerView]) -> String {
         }
     }
     if reason == "Completed" && running { "Running".into() } else { reason }
+}
+
+fn rfc3339_nanos(nanos: i64) -> String {
+    jiff::Timestamp::from_nanosecond(nanos as i128).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// `2m10s`-style age, as kubectl prints it.
@@ -165,6 +189,10 @@ mod tests {
             ready: state == "Running",
             restart_count: 0,
             exit_code: exit,
+            image: String::new(),
+            image_ref: String::new(),
+            started_at: None,
+            finished_at: None,
         }
     }
 

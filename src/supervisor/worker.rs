@@ -45,6 +45,7 @@ pub async fn supervise(
             last_error: None,
             exit_watches: tokio::task::JoinSet::new(),
             watched: std::collections::HashSet::new(),
+            announced_backoff: None,
         };
         worker.run(terminate, shutdown).await
     }
@@ -84,6 +85,8 @@ struct Worker {
     /// One task per running container, waiting for its exit; aborted when the worker ends.
     exit_watches: tokio::task::JoinSet<()>,
     watched: std::collections::HashSet<String>,
+    /// The back-off deadline last reported as a BackOff event, so each wait is reported once.
+    announced_backoff: Option<SystemTime>,
 }
 
 impl Worker {
@@ -99,6 +102,9 @@ impl Worker {
             if terminate.is_cancelled() {
                 self.publish(&snapshot, &[], true);
                 tracing::info!(grace_seconds = self.pod.grace_period().as_secs(), "stopping pod");
+                for c in &self.pod.spec().containers {
+                    self.ctx.events.normal(&self.pod, "Killing", format!("Stopping container {}", c.name));
+                }
                 kill_until_gone(&self.ctx, &self.pod.uid, self.pod.grace_period(), &shutdown).await;
                 if !shutdown.is_cancelled() {
                     let _ = std::fs::remove_dir_all(self.ctx.root_dir.join("pods").join(&self.pod.uid));
@@ -130,7 +136,15 @@ impl Worker {
                 let backing_off: Vec<String> = match &action {
                     Action::Wait { until } => {
                         sleep_for = until.duration_since(now).unwrap_or_default();
-                        self.backing_off_containers(rt, now)
+                        let names = self.backing_off_containers(rt, now);
+                        if self.announced_backoff != Some(*until) {
+                            self.announced_backoff = Some(*until);
+                            for name in &names {
+                                let message = format!("Back-off restarting failed container {name} in pod {}", self.pod.name());
+                                self.ctx.events.warning(&self.pod, "BackOff", message);
+                            }
+                        }
+                        names
                     }
                     _ => vec![],
                 };
@@ -323,6 +337,7 @@ impl Worker {
 
         if let Err(e) = self.ensure_image(&image, container.image_pull_policy.as_deref(), &sandbox_config).await {
             self.waiting.insert(name.to_owned(), "ErrImagePull".into());
+            self.ctx.events.warning(&self.pod, "Failed", format!("Failed to pull image \"{image}\": {e}"));
             return Err(e);
         }
         let volumes_dir = translate::empty_dir_root(&self.ctx.root_dir, &self.pod);
@@ -337,14 +352,22 @@ impl Worker {
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
         let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
         let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
-        let id = runtime.create_container(sandbox_id, config, sandbox_config).await.inspect_err(|_| {
-            self.waiting.insert(name.to_owned(), "CreateContainerError".into());
-        })?;
+        let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.waiting.insert(name.to_owned(), "CreateContainerError".into());
+                self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
+                return Err(e);
+            }
+        };
+        self.ctx.events.normal(&self.pod, "Created", format!("Created container {name}"));
         if let Err(e) = runtime.start_container(&id).await {
             self.waiting.insert(name.to_owned(), "RunContainerError".into());
+            self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
             let _ = runtime.remove_container(&id).await;
             return Err(e);
         }
+        self.ctx.events.normal(&self.pod, "Started", format!("Started container {name}"));
         self.waiting.remove(name);
         if restart_count > 0 {
             self.backoff.record_restart(name, SystemTime::now());
@@ -367,7 +390,11 @@ impl Worker {
         let runtime = &self.ctx.runtime;
         let present = runtime.image_id(image).await?.is_some();
         match (policy.unwrap_or("IfNotPresent"), present) {
-            ("IfNotPresent" | "Never", true) => Ok(()),
+            ("IfNotPresent" | "Never", true) => {
+                let message = format!("Container image \"{image}\" already present on machine");
+                self.ctx.events.normal(&self.pod, "Pulled", message);
+                Ok(())
+            }
             ("Never", false) => Err(CriError::Rpc {
                 rpc: "ImageStatus",
                 endpoint: runtime.endpoint().into(),
@@ -375,7 +402,10 @@ impl Worker {
                 message: format!("image {image} is not present and imagePullPolicy is Never"),
             }),
             (_, present) => match runtime.pull_image(image, sandbox.clone()).await {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    self.ctx.events.normal(&self.pod, "Pulled", format!("Successfully pulled image \"{image}\""));
+                    Ok(())
+                }
                 Err(e) if present => {
                     tracing::warn!(image, error = %e, "pull failed; using the image already on the node");
                     Ok(())

@@ -1,0 +1,279 @@
+//! What a mirror pod must look like, and what its status says. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+        PodCondition, PodIP, PodStatus,
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
+};
+
+use crate::{manifest::StaticPod, supervisor::PodView};
+
+pub const ANNOTATION_MIRROR: &str = "kubernetes.io/config.mirror";
+
+/// The mirror of a static pod: same name, namespace, labels, annotations and spec, plus
+/// `config.mirror` and exactly one controller reference to the Node (what NodeRestriction admits).
+pub fn mirror_of(pod: &StaticPod, node: &str, node_uid: &str) -> Pod {
+    let mut annotations = pod.annotations();
+    annotations.insert(ANNOTATION_MIRROR.into(), pod.config_hash.clone());
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod.name().into()),
+            namespace: Some(pod.namespace().into()),
+            labels: pod.pod.metadata.labels.clone(),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: node.into(),
+                uid: node_uid.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..Default::default()
+        },
+        spec: pod.pod.spec.clone(),
+        status: None,
+    }
+}
+
+/// What to do about the mirror that exists (or not) for a static pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Create,
+    /// Delete (grace 0, UID precondition) and create again.
+    Replace(&'static str),
+    Keep,
+}
+
+/// kubelet matches a mirror by name and `config.mirror == config.hash` and replaces one that is
+/// terminating. We also replace one whose labels, annotations or owner were edited through the
+/// API: a mirror is read-only, and a node may not update pods, only delete and create them.
+pub fn verdict(wanted: &Pod, existing: Option<&Pod>) -> Verdict {
+    let Some(existing) = existing else { return Verdict::Create };
+    let (want, have) = (&wanted.metadata, &existing.metadata);
+    if have.deletion_timestamp.is_some() {
+        return Verdict::Replace("terminating");
+    }
+    let hash = |m: &ObjectMeta| m.annotations.as_ref().and_then(|a| a.get(ANNOTATION_MIRROR)).cloned();
+    if hash(have) != hash(want) {
+        return Verdict::Replace("outdated");
+    }
+    let empty = BTreeMap::new();
+    if have.labels.as_ref().unwrap_or(&empty) != want.labels.as_ref().unwrap_or(&empty) {
+        return Verdict::Replace("labels edited");
+    }
+    if have.annotations.as_ref().unwrap_or(&empty) != want.annotations.as_ref().unwrap_or(&empty) {
+        return Verdict::Replace("annotations edited");
+    }
+    let owner = |m: &ObjectMeta| m.owner_references.clone().unwrap_or_default();
+    if owner(have) != owner(want) {
+        return Verdict::Replace("owner changed");
+    }
+    Verdict::Keep
+}
+
+/// The mirror's status from what the runtime shows (KUBELET.md 3.3): phase, the four conditions,
+/// container statuses, IPs, start time, QoS class.
+pub fn status_of(pod: &StaticPod, view: Option<&PodView>, host_ip: &str) -> PodStatus {
+    let policy = pod.restart_policy();
+    let containers = view.map(|v| v.containers.as_slice()).unwrap_or_default();
+    let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
+    let terminated: Vec<_> = containers.iter().filter(|c| c.state == "Terminated").collect();
+    let finished = !containers.is_empty()
+        && terminated.len() == containers.len()
+        && terminated.iter().all(|c| !policy.restarts_after(c.exit_code.unwrap_or(1)));
+    let running_or_restarting = containers.iter().any(|c| c.state == "Running" || c.restart_count > 0);
+    let phase = if finished {
+        if terminated.iter().all(|c| c.exit_code == Some(0)) { "Succeeded" } else { "Failed" }
+    } else if running_or_restarting && view.is_some_and(|v| v.started.is_some()) {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let now = Time(jiff::Timestamp::now());
+    let condition = |kind: &str, ok: bool, reason: Option<&str>| PodCondition {
+        type_: kind.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        last_transition_time: Some(now.clone()),
+        reason: if ok { None } else { reason.map(Into::into) },
+        ..Default::default()
+    };
+    let sandbox = view.is_some_and(|v| v.started.is_some());
+    let conditions = vec![
+        condition("PodReadyToStartContainers", sandbox, None),
+        condition("Initialized", true, None),
+        condition("Ready", all_ready && !finished, Some(if finished { "PodCompleted" } else { "ContainersNotReady" })),
+        condition("ContainersReady", all_ready && !finished, Some(if finished { "PodCompleted" } else { "ContainersNotReady" })),
+        condition("PodScheduled", true, None),
+    ];
+    let time = |s: &Option<String>| s.as_deref().and_then(|t| t.parse().ok()).map(Time);
+    let container_statuses = pod
+        .spec()
+        .containers
+        .iter()
+        .map(|spec| {
+            let c = containers.iter().find(|c| c.name == spec.name);
+            let state = match c {
+                Some(c) if c.state == "Running" => ContainerState {
+                    running: Some(ContainerStateRunning { started_at: time(&c.started_at) }),
+                    ..Default::default()
+                },
+                Some(c) if c.state == "Terminated" => ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: c.exit_code.unwrap_or(0),
+                        reason: Some(c.reason.clone()),
+                        started_at: time(&c.started_at),
+                        finished_at: time(&c.finished_at),
+                        container_id: Some(format!("containerd://{}", c.id)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Some(c) => ContainerState {
+                    waiting: Some(ContainerStateWaiting { reason: Some(c.reason.clone()), message: None }),
+                    ..Default::default()
+                },
+                None => ContainerState {
+                    waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
+                    ..Default::default()
+                },
+            };
+            ContainerStatus {
+                name: spec.name.clone(),
+                image: spec.image.clone().unwrap_or_default(),
+                image_id: c.map(|c| c.image_ref.clone()).unwrap_or_default(),
+                container_id: c.filter(|c| !c.id.is_empty()).map(|c| format!("containerd://{}", c.id)),
+                ready: c.is_some_and(|c| c.ready),
+                started: Some(c.is_some_and(|c| c.state == "Running")),
+                restart_count: c.map(|c| c.restart_count as i32).unwrap_or(0),
+                state: Some(state),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let pod_ip = view.map(|v| if v.ip.is_empty() && pod.host_network() { host_ip.to_owned() } else { v.ip.clone() });
+    let pod_ip = pod_ip.filter(|ip| !ip.is_empty());
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        container_statuses: Some(container_statuses),
+        host_ip: Some(host_ip.into()),
+        host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP { ip: host_ip.into() }]),
+        pod_ip: pod_ip.clone(),
+        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        start_time: view.and_then(|v| time(&v.started)),
+        qos_class: Some(qos_class(pod).into()),
+        ..Default::default()
+    }
+}
+
+fn qos_class(pod: &StaticPod) -> &'static str {
+    let resources: Vec<_> = pod.spec().containers.iter().map(|c| c.resources.clone().unwrap_or_default()).collect();
+    let none = resources.iter().all(|r| r.requests.as_ref().is_none_or(|m| m.is_empty()) && r.limits.as_ref().is_none_or(|m| m.is_empty()));
+    if none {
+        return "BestEffort";
+    }
+    let guaranteed = resources.iter().all(|r| {
+        let limits = r.limits.clone().unwrap_or_default();
+        let requests = r.requests.clone().unwrap_or_default();
+        ["cpu", "memory"].iter().all(|k| limits.contains_key(*k) && requests.get(*k).is_none_or(|q| Some(q) == limits.get(*k)))
+    });
+    if guaranteed { "Guaranteed" } else { "Burstable" }
+}
+
+/// Whether the status on the API server says something different from `wanted`, ignoring the
+/// condition timestamps (which are ours to keep while nothing changes).
+pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
+    let strip = |s: &PodStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+            c.last_probe_time = None;
+        }
+        s.conditions.as_mut().map(|c| c.sort_by(|a, b| a.type_.cmp(&b.type_)));
+        s
+    };
+    current.is_none_or(|c| strip(c) != strip(wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Origin, parse_manifest};
+
+    fn static_pod() -> StaticPod {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {role: myrole}}\nspec: {containers: [{name: c, image: i:1}]}\n";
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0)
+    }
+
+    #[test]
+    fn mirror_is_owned_by_the_node_and_carries_the_mirror_annotation() {
+        let pod = static_pod();
+        let mirror = mirror_of(&pod, "n1", "node-uid");
+        let meta = &mirror.metadata;
+        assert_eq!(meta.name.as_deref(), Some("web-n1"));
+        assert_eq!(meta.annotations.as_ref().unwrap()[ANNOTATION_MIRROR], pod.config_hash);
+        assert_eq!(meta.labels.as_ref().unwrap()["role"], "myrole");
+        let owners = meta.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()), ("Node", "n1", "node-uid"));
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(owners[0].block_owner_deletion, None);
+        assert!(meta.uid.is_none(), "the API server assigns the mirror's UID");
+    }
+
+    #[test]
+    fn verdicts() {
+        let pod = static_pod();
+        let wanted = mirror_of(&pod, "n1", "u");
+        let edit = |f: &dyn Fn(&mut Pod)| {
+            let mut p = wanted.clone();
+            f(&mut p);
+            p
+        };
+        assert_eq!(verdict(&wanted, None), Verdict::Create);
+        assert_eq!(verdict(&wanted, Some(&wanted)), Verdict::Keep);
+        let terminating = edit(&|p| p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH)));
+        assert_eq!(verdict(&wanted, Some(&terminating)), Verdict::Replace("terminating"));
+        let outdated = edit(&|p| {
+            p.metadata.annotations.as_mut().unwrap().insert(ANNOTATION_MIRROR.into(), "old".into());
+        });
+        assert_eq!(verdict(&wanted, Some(&outdated)), Verdict::Replace("outdated"));
+        let labelled = edit(&|p| {
+            p.metadata.labels.as_mut().unwrap().insert("extra".into(), "x".into());
+        });
+        assert_eq!(verdict(&wanted, Some(&labelled)), Verdict::Replace("labels edited"));
+        let annotated = edit(&|p| {
+            p.metadata.annotations.as_mut().unwrap().insert("note".into(), "x".into());
+        });
+        assert_eq!(verdict(&wanted, Some(&annotated)), Verdict::Replace("annotations edited"));
+        let reowned = edit(&|p| p.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into());
+        assert_eq!(verdict(&wanted, Some(&reowned)), Verdict::Replace("owner changed"));
+    }
+
+    #[test]
+    fn status_without_a_view_is_pending_and_creating() {
+        let status = status_of(&static_pod(), None, "10.0.0.1");
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        let c = &status.container_statuses.unwrap()[0];
+        assert_eq!(c.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
+        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    }
+
+    #[test]
+    fn condition_timestamps_alone_are_no_change() {
+        let a = status_of(&static_pod(), None, "10.0.0.1");
+        let mut b = a.clone();
+        for c in b.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+        }
+        assert!(!status_differs(Some(&a), &b));
+        assert!(status_differs(None, &b));
+        b.phase = Some("Running".into());
+        assert!(status_differs(Some(&a), &b));
+    }
+}
