@@ -1,0 +1,353 @@
+//! Mirror pods on a real control plane (`hack/testenv up --cluster`: etcd, kube-apiserver with
+//! Node,RBAC and NodeRestriction, kube-controller-manager), driven and checked with real kubectl.
+
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+fn kubectl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn kubectl_json(args: &[&str]) -> Option<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let (ok, out, _) = kubectl(&all);
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+fn node_kubeconfig(node: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
+    let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A daemon with this node's own credentials, as a kubelet would have.
+fn cluster_daemon(test: &str) -> Daemon {
+    assert!(std::env::var("KUBECONFIG").is_ok(), "KUBECONFIG is not set: run `hack/testenv up --cluster` and eval its env");
+    let mut d = Daemon::new(test);
+    let kubeconfig = node_kubeconfig(&d.node);
+    d.extra = vec![format!("--kubeconfig={kubeconfig}"), "--node-ip=127.0.0.1".into()];
+    d
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
+    }
+}
+
+fn web_pod(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: myrole}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, \"127.0.0.1:{port}\", -h, /etc]\n",
+        image = image()
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn mirror(d: &Daemon, name: &str) -> Option<Value> {
+    kubectl_json(&["get", "pod", &format!("{name}-{}", d.node), "-n", "default"])
+}
+
+fn wait_mirror(d: &Daemon, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    d.wait_until(&format!("mirror of {name} {what}"), Duration::from_secs(60), |d| mirror(d, name).is_some_and(|m| check(&m)));
+    mirror(d, name).unwrap()
+}
+
+fn running(m: &Value) -> bool {
+    m["status"]["phase"] == "Running" && m["status"]["containerStatuses"][0]["ready"] == true
+}
+
+#[test]
+fn node_registers_with_ready_condition_runtime_and_renewed_lease() {
+    let _serial = serial();
+    let mut d = cluster_daemon("node");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.wait_until("the node is Ready", Duration::from_secs(30), |d| {
+        kubectl_json(&["get", "node", &d.node]).is_some_and(|n| {
+            n["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    let node = kubectl_json(&["get", "node", &d.node]).unwrap();
+    assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("containerd://"));
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
+    assert!(node["status"]["capacity"]["cpu"].as_str().is_some());
+    let lease = |d: &Daemon| kubectl_json(&["get", "lease", "-n", "kube-node-lease", &d.node]);
+    d.wait_until("the lease exists", Duration::from_secs(30), |d| lease(d).is_some());
+    let first = lease(&d).unwrap()["spec"]["renewTime"].clone();
+    d.wait_until("the lease is renewed", Duration::from_secs(30), |d| lease(d).unwrap()["spec"]["renewTime"] != first);
+}
+
+#[test]
+fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
+    let _serial = serial();
+    let mut d = cluster_daemon("mirror");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let local = d.wait_for_running("static-web");
+    let m = wait_mirror(&d, "static-web", "is Running", running);
+    let annotations = &m["metadata"]["annotations"];
+    assert_eq!(annotations["kubernetes.io/config.mirror"], local.uid);
+    assert_eq!(annotations["kubernetes.io/config.hash"], local.uid);
+    assert_eq!(annotations["kubernetes.io/config.source"], "file");
+    let node_uid = kubectl_json(&["get", "node", &d.node]).unwrap()["metadata"]["uid"].clone();
+    let owners = m["metadata"]["ownerReferences"].as_array().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!((&owners[0]["kind"], &owners[0]["name"], &owners[0]["uid"]), (&"Node".into(), &d.node.clone().into(), &node_uid));
+    assert_eq!(owners[0]["controller"], true);
+
+    let (ok, out, err) = kubectl(&["get", "pods", "-l", "role=myrole", "-n", "default", "--field-selector", &format!("spec.nodeName={}", d.node)]);
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], [format!("static-web-{}", d.node).as_str(), "1/1", "Running", "0"], "{out}");
+    let (_, out, _) = kubectl(&["describe", "pod", &format!("static-web-{}", d.node)]);
+    assert!(out.contains(&format!("Controlled By:  Node/{}", d.node)), "{out}");
+    let status = &m["status"];
+    for condition in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(status["conditions"].as_array().unwrap().iter().any(|c| c["type"] == condition && c["status"] == "True"), "{condition}");
+    }
+    assert!(status["containerStatuses"][0]["containerID"].as_str().unwrap().starts_with("containerd://"));
+    assert_eq!(status["qosClass"], "BestEffort");
+    assert!(status["startTime"].is_string());
+
+    // Events reach kubectl.
+    d.wait_until("Started is an event of the mirror", Duration::from_secs(30), |d| {
+        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name=static-web-{}", d.node)]);
+        out.contains("Started") && out.contains("Created") && out.contains("Pulled")
+    });
+}
+
+#[test]
+fn deleted_mirror_is_recreated_at_once_and_keeps_restarts_and_the_static_pod() {
+    let _serial = serial();
+    let mut d = cluster_daemon("recreate");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let local = d.wait_for_running("static-web");
+    let container = running_container_ids(&local.uid);
+    block_on(async { runtime().stop_container(&container[0], Duration::ZERO).await.unwrap() });
+    let m = wait_mirror(&d, "static-web", "shows one restart", |m| running(m) && m["status"]["containerStatuses"][0]["restartCount"] == 1);
+    let first_uid = m["metadata"]["uid"].clone();
+    let containers = running_container_ids(&local.uid);
+
+    let (ok, _, err) = kubectl(&["delete", "pod", &format!("static-web-{}", d.node), "--wait=false"]);
+    assert!(ok, "{err}");
+    let back = wait_mirror(&d, "static-web", "is back with a new UID", |m| m["metadata"]["uid"] != first_uid && running(m));
+    assert_eq!(back["status"]["containerStatuses"][0]["restartCount"], 1, "RESTARTS carries over");
+    assert_eq!(running_container_ids(&local.uid), containers, "deleting a mirror never touches the static pod");
+}
+
+#[test]
+fn edited_labels_on_a_mirror_are_reverted() {
+    let _serial = serial();
+    let mut d = cluster_daemon("labels");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    wait_mirror(&d, "static-web", "is Running", running);
+    let (ok, _, err) = kubectl(&["label", "pod", &format!("static-web-{}", d.node), "role=hijacked", "--overwrite"]);
+    assert!(ok, "{err}");
+    wait_mirror(&d, "static-web", "has its label back", |m| m["metadata"]["labels"]["role"] == "myrole" && running(m));
+}
+
+#[test]
+fn crash_loop_and_removal_show_through_the_api() {
+    let _serial = serial();
+    let mut d = cluster_daemon("crash");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.write_manifest("crash.yaml", &shell_pod("crash", "exit 1", ""));
+    let m = wait_mirror(&d, "crash", "is in CrashLoopBackOff", |m| {
+        m["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    assert!(m["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap() >= 1);
+    let (_, out, _) = kubectl(&["get", "pod", &format!("crash-{}", d.node)]);
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    d.wait_until("a BackOff event is posted", Duration::from_secs(30), |d| {
+        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name=crash-{}", d.node)]);
+        out.contains("BackOff")
+    });
+
+    std::fs::remove_file(d.manifests.join("crash.yaml")).unwrap();
+    d.wait_until("the mirror is deleted", Duration::from_secs(30), |d| mirror(d, "crash").is_none());
+}
+
+#[test]
+fn refused_mirror_keeps_the_static_pod_running_and_says_why() {
+    let _serial = serial();
+    let mut d = cluster_daemon("refused");
+    let _cleanup = Cleanup(d.node.clone());
+    let policy = format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: no-forbidden-{n}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}}
+  validations:
+  - expression: "!has(object.metadata.labels) || !('forbidden-{n}' in object.metadata.labels)"
+    message: "pods labelled forbidden-{n} are not allowed here"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: no-forbidden-{n}}}
+spec:
+  policyName: no-forbidden-{n}
+  validationActions: [Deny]
+"#,
+        n = d.node
+    );
+    let file = d.dir.path().join("policy.yaml");
+    std::fs::write(&file, policy).unwrap();
+    let (ok, _, err) = kubectl(&["apply", "-f", &file.display().to_string()]);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_secs(2)); // the policy reaches the admission cache
+    d.start();
+    let manifest = shell_pod("denied", "sleep 3600", "").replace("labels: {role: test}", &format!("labels: {{role: test, forbidden-{}: 'yes'}}", d.node));
+    d.write_manifest("denied.yaml", &manifest);
+    d.wait_for_running("denied");
+    d.wait_until("the refusal shows in staticlet get pods", Duration::from_secs(30), |d| {
+        d.pod("denied").and_then(|p| p.mirror_error).is_some_and(|e| e.contains(&format!("forbidden-{} are not allowed", d.node)))
+    });
+    let (_, out, _) = d.cli(&["get", "pods"]);
+    assert!(out.contains("no mirror pod"), "{out}");
+    assert!(mirror(&d, "denied").is_none());
+    d.wait_until("a Node event names the refusal", Duration::from_secs(30), |d| {
+        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name={}", d.node)]);
+        out.contains("FailedMirrorPod")
+    });
+    assert!(d.log().contains("mirror pod sync failed"), "{}", d.log());
+    let _ = kubectl(&["delete", "-f", &file.display().to_string()]);
+}
+
+#[test]
+fn node_credentials_cannot_touch_another_nodes_pods() {
+    let _serial = serial();
+    let d = cluster_daemon("rights");
+    let _cleanup = Cleanup(d.node.clone());
+    let kubeconfig = node_kubeconfig(&d.node);
+    let pod = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"intruder","namespace":"default","annotations":{{"kubernetes.io/config.mirror":"x"}}}},"spec":{{"nodeName":"someone-else","containers":[{{"name":"c","image":"{}"}}]}}}}"#,
+        image()
+    );
+    let file = d.dir.path().join("intruder.json");
+    std::fs::write(&file, pod).unwrap();
+    let (ok, _, err) = kubectl(&["--kubeconfig", &kubeconfig, "create", "-f", &file.display().to_string()]);
+    assert!(!ok, "a node must not create pods bound to another node");
+    assert!(err.contains("Forbidden") || err.contains("forbidden"), "{err}");
+}
+
+#[test]
+fn deleted_node_is_registered_again_and_its_mirrors_come_back() {
+    let _serial = serial();
+    let mut d = cluster_daemon("nodegone");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let m = wait_mirror(&d, "static-web", "is Running", running);
+    let node_uid = kubectl_json(&["get", "node", &d.node]).unwrap()["metadata"]["uid"].clone();
+    let (ok, _, err) = kubectl(&["delete", "node", &d.node, "--wait=false"]);
+    assert!(ok, "{err}");
+    d.wait_until("the node is registered again", Duration::from_secs(60), |d| {
+        kubectl_json(&["get", "node", &d.node]).is_some_and(|n| n["metadata"]["uid"] != node_uid)
+    });
+    let new_uid = kubectl_json(&["get", "node", &d.node]).unwrap()["metadata"]["uid"].clone();
+    wait_mirror(&d, "static-web", "is owned by the new node", |n| {
+        n["metadata"]["ownerReferences"][0]["uid"] == new_uid && n["metadata"]["uid"] != m["metadata"]["uid"] && running(n)
+    });
+}
+
+/// A loopback TCP relay to the API server that the test can cut: the API server "goes away"
+/// for staticlet (every connection is dropped and new ones are refused) without disturbing the
+/// other tests' control plane.
+struct Relay {
+    port: u16,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: String) -> Self {
+        use std::sync::{Arc, Mutex, atomic::{AtomicBool, Ordering}};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let on = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (on2, live2) = (on.clone(), live.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if !on2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                live2.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, on, live }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            for stream in self.live.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn api_server_away_never_holds_up_static_pods_and_everything_converges_when_it_returns() {
+    let _serial = serial();
+    let mut d = Daemon::new("apiaway");
+    let _cleanup = Cleanup(d.node.clone());
+    let kubeconfig = std::fs::read_to_string(node_kubeconfig(&d.node)).unwrap();
+    let server = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().trim().to_owned();
+    let upstream = server.trim_start_matches("https://").to_owned();
+    let relay = Relay::start(upstream.clone());
+    let relayed = d.dir.path().join("kubeconfig");
+    std::fs::write(&relayed, kubeconfig.replace(&server, &format!("https://127.0.0.1:{}", relay.port))).unwrap();
+    d.extra = vec![format!("--kubeconfig={}", relayed.display()), "--node-ip=127.0.0.1".into()];
+
+    // Away from the start: the pod runs all the same.
+    d.start();
+    d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
+    let local = d.wait_for_running("static-web");
+    assert!(kubectl_json(&["get", "node", &d.node]).is_none());
+
+    relay.set(true);
+    wait_mirror(&d, "static-web", "appears once the API server is back", running);
+    let containers = running_container_ids(&local.uid);
+
+    // Away mid-flight: a removed manifest still stops its pod at once...
+    relay.set(false);
+    std::fs::remove_file(d.manifests.join("web.yaml")).unwrap();
+    d.wait_until("the pod is stopped locally", Duration::from_secs(30), |_| runtime_sandboxes(&local.uid).is_empty());
+    assert!(!containers.is_empty());
+    // ...and the mirror goes when the API server is back.
+    relay.set(true);
+    d.wait_until("the orphan mirror is deleted", Duration::from_secs(60), |d| mirror(d, "static-web").is_none());
+}
