@@ -186,8 +186,14 @@ fn qos_class(pod: &StaticPod) -> &'static str {
 }
 
 /// Whether the status on the API server says something different from `wanted`, ignoring the
-/// condition timestamps (which are ours to keep while nothing changes).
+/// condition timestamps (which are ours to keep while nothing changes) and sub-second digits
+/// (the API server stores times to the second, so they would differ on every pass).
 pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
+    fn second(t: &mut Option<Time>) {
+        if let Some(Time(ts)) = t {
+            *ts = jiff::Timestamp::from_second(ts.as_second()).unwrap_or(*ts);
+        }
+    }
     let strip = |s: &PodStatus| {
         let mut s = s.clone();
         for c in s.conditions.iter_mut().flatten() {
@@ -195,15 +201,52 @@ pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
             c.last_probe_time = None;
         }
         s.conditions.as_mut().map(|c| c.sort_by(|a, b| a.type_.cmp(&b.type_)));
+        second(&mut s.start_time);
+        for c in s.container_statuses.iter_mut().flatten() {
+            // The API server turns an absent lastState into an empty one.
+            if c.last_state.as_ref().is_some_and(|l| l.running.is_none() && l.terminated.is_none() && l.waiting.is_none()) {
+                c.last_state = None;
+            }
+            for state in [c.state.as_mut(), c.last_state.as_mut()].into_iter().flatten() {
+                if let Some(r) = state.running.as_mut() {
+                    second(&mut r.started_at);
+                }
+                if let Some(t) = state.terminated.as_mut() {
+                    second(&mut t.started_at);
+                    second(&mut t.finished_at);
+                }
+            }
+        }
         s
     };
     current.is_none_or(|c| strip(c) != strip(wanted))
+}
+
+/// The status as a strategic-merge patch body. A merge keeps fields the patch leaves out, so a
+/// condition that is True again must say `reason: null` to drop its old reason.
+pub fn status_patch(mirror_uid: Option<&str>, status: &PodStatus) -> serde_json::Value {
+    let mut body = serde_json::json!({ "metadata": { "uid": mirror_uid }, "status": status });
+    for condition in body["status"]["conditions"].as_array_mut().into_iter().flatten() {
+        for field in ["reason", "message"] {
+            condition.as_object_mut().expect("a condition is an object").entry(field).or_insert(serde_json::Value::Null);
+        }
+    }
+    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::{Origin, parse_manifest};
+
+    #[test]
+    fn status_patch_clears_reasons_of_conditions_that_recovered() {
+        let status = status_of(&static_pod(), None, "10.0.0.1");
+        let body = status_patch(Some("u1"), &status);
+        assert_eq!(body["metadata"]["uid"], "u1");
+        let ready = body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap();
+        assert!(ready.get("reason").is_some_and(|r| r.is_null()));
+    }
 
     fn static_pod() -> StaticPod {
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {role: myrole}}\nspec: {containers: [{name: c, image: i:1}]}\n";
@@ -275,5 +318,17 @@ mod tests {
         assert!(status_differs(None, &b));
         b.phase = Some("Running".into());
         assert!(status_differs(Some(&a), &b));
+    }
+
+    #[test]
+    fn sub_second_digits_alone_are_no_change() {
+        let at = |nanos: i64| Some(Time(jiff::Timestamp::from_nanosecond(nanos as i128).unwrap()));
+        let mut a = status_of(&static_pod(), None, "10.0.0.1");
+        a.start_time = at(1_700_000_000_123_456_789);
+        let mut b = a.clone();
+        b.start_time = at(1_700_000_000_000_000_000);
+        assert!(!status_differs(Some(&b), &a));
+        b.start_time = at(1_700_000_001_000_000_000);
+        assert!(status_differs(Some(&b), &a));
     }
 }

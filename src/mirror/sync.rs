@@ -25,7 +25,7 @@ use super::{
     MirrorError, MirrorProblems,
     events::{RateLimit, event},
     node::{self, NodeFacts},
-    pod::{ANNOTATION_MIRROR, Verdict, mirror_of, status_differs, status_of, verdict},
+    pod::{ANNOTATION_MIRROR, Verdict, mirror_of, status_differs, status_of, status_patch, verdict},
 };
 use crate::{
     desired::Desired,
@@ -236,6 +236,7 @@ impl MirrorSync {
         if !status_differs(current, &status) {
             return Ok(());
         }
+        tracing::debug!(pod = %pod.full_name(), current = ?current, wanted = ?status, "mirror status differs");
         // Conditions keep their transition time while their status stays the same.
         for c in status.conditions.iter_mut().flatten() {
             let old = current.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|o| o.type_ == c.type_));
@@ -243,7 +244,7 @@ impl MirrorSync {
                 c.last_transition_time = old.last_transition_time.clone();
             }
         }
-        let patch = serde_json::json!({ "metadata": { "uid": mirror.metadata.uid }, "status": status });
+        let patch = status_patch(mirror.metadata.uid.as_deref(), &status);
         match api.patch_status(pod.name(), &PatchParams::default(), &Patch::Strategic(&patch)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
