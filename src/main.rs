@@ -369,8 +369,11 @@ fn render_pods(status: &server::LocalStatus, now: std::time::SystemTime) -> Stri
     }
     let mut rows = vec![["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"].map(String::from).to_vec()];
     for pod in &status.pods {
+        // AGE is the running sandbox's age when there is one: config.seen restarts with staticlet.
         let age = pod
-            .since
+            .started
+            .as_deref()
+            .unwrap_or(&pod.since)
             .parse::<jiff::Timestamp>()
             .map(|t| human_age(std::time::SystemTime::from(t), now))
             .unwrap_or_else(|_| "?".into());
