@@ -7,7 +7,13 @@
 //! - staticlet: manifest renamed into the directory -> the runtime lists the container running;
 //! - floor restart: CreateContainer + StartContainer in the existing sandbox;
 //! - staticlet restart: container killed (StopContainer, timeout 0) -> a new one running;
-//! - staticlet's RSS and CPU with 10 pods.
+//! - staticlet's RSS and CPU with 10 pods;
+//! - the same scenarios for the real kubelet (v1.35.8 from `hack/testenv up --cluster`, found
+//!   through STATICLET_KUBE_BIN), standalone on the same containerd, when it is available.
+//!   kubelet settings that differ from its defaults, and why: `failCgroupV1: false` (this machine
+//!   has cgroup v1), `cgroupDriver: cgroupfs` (containerd's here), `cgroupsPerQOS: false` and
+//!   `enforceNodeAllocatable: []` (no systemd to manage its cgroups), `failSwapOn: false`,
+//!   anonymous/AlwaysAllow auth on a private port (no API server to check tokens).
 //! Observation polls ListContainers every 2 ms, which adds up to ~2 ms to staticlet's figures.
 //! Nothing here asserts: it prints.
 
@@ -27,25 +33,34 @@ const RUNS: usize = 10;
 fn main() {
     let runs = std::env::var("BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(RUNS);
     let floor_start = floor_start(runs);
-    let (staticlet_start, staticlet_restart, footprint) = staticlet(runs);
     let floor_restart = floor_restart(runs);
-
-    println!("\nstandalone latency, {runs} runs each, containerd {}", runtime_version());
-    println!("{:<44} {:>9} {:>9} {:>9}", "scenario", "median", "p90", "max");
-    for (name, samples) in [
-        ("floor: new pod (sandbox + container)", &floor_start),
-        ("staticlet: manifest written -> running", &staticlet_start),
-        ("floor: restart (create + start)", &floor_restart),
-        ("staticlet: container killed -> running", &staticlet_restart),
-    ] {
-        let s = stats(samples);
-        println!("{name:<44} {:>7.1}ms {:>7.1}ms {:>7.1}ms", s.0, s.1, s.2);
+    let mut agents = vec![("staticlet", measure(Agent::staticlet(), runs))];
+    if let Some(kubelet) = Agent::kubelet() {
+        agents.push(("kubelet", measure(kubelet, runs)));
     }
-    let (fs, ss) = (stats(&floor_start).0, stats(&staticlet_start).0);
-    let (fr, sr) = (stats(&floor_restart).0, stats(&staticlet_restart).0);
-    println!("ratio start (staticlet / floor): {:.2}x, +{:.1} ms", ss / fs, ss - fs);
-    println!("ratio restart (staticlet / floor): {:.2}x, +{:.1} ms", sr / fr, sr - fr);
-    println!("{footprint}");
+
+    println!("\nstandalone latency, {runs} runs each, {}", runtime_version());
+    println!("{:<44} {:>9} {:>9} {:>9} {:>10}", "scenario", "median", "p90", "max", "vs floor");
+    let row = |name: &str, samples: &[Duration], floor: Option<f64>| {
+        let s = stats(samples);
+        let ratio = floor.map(|f| format!("{:.2}x", s.0 / f)).unwrap_or_default();
+        println!("{name:<44} {:>7.1}ms {:>7.1}ms {:>7.1}ms {ratio:>10}", s.0, s.1, s.2);
+    };
+    let (fs, fr) = (stats(&floor_start).0, stats(&floor_restart).0);
+    row("floor: new pod (sandbox + container)", &floor_start, None);
+    for (name, m) in &agents {
+        row(&format!("{name}: manifest written -> running"), &m.starts, Some(fs));
+    }
+    row("floor: restart (create + start)", &floor_restart, None);
+    for (name, m) in &agents {
+        row(&format!("{name}: container killed -> running"), &m.restarts, Some(fr));
+    }
+    for (name, m) in &agents {
+        println!("{name} with 10 pods: RSS {:.1} MiB, CPU {:.2}% of a core over {}s at rest", m.rss_mib, m.cpu_pct, FOOTPRINT_WINDOW.as_secs());
+    }
+    if let [(_, s), (_, k)] = agents.as_slice() {
+        println!("staticlet / kubelet: start {:.2}x, restart {:.3}x, RSS {:.2}x", stats(&s.starts).0 / stats(&k.starts).0, stats(&s.restarts).0 / stats(&k.restarts).0, s.rss_mib / k.rss_mib);
+    }
 }
 
 fn stats(samples: &[Duration]) -> (f64, f64, f64) {
@@ -135,62 +150,153 @@ fn until_running(uid_label: (&str, &str), except: &[String], limit: Duration) ->
     })
 }
 
-fn staticlet(runs: usize) -> (Vec<Duration>, Vec<Duration>, String) {
-    let mut d = Daemon::new("bench");
-    d.start();
-    let node = d.node.clone();
+const FOOTPRINT_WINDOW: Duration = Duration::from_secs(20);
+
+struct Measured {
+    starts: Vec<Duration>,
+    restarts: Vec<Duration>,
+    rss_mib: f64,
+    cpu_pct: f64,
+}
+
+/// A node agent under test, fed through its manifest directory and watched only through CRI.
+struct Agent {
+    node: String,
+    manifests: std::path::PathBuf,
+    /// kubelet's process; staticlet's lives in the test harness's Daemon.
+    child: Option<std::process::Child>,
+    daemon: Option<Daemon>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn staticlet() -> Self {
+        let mut d = Daemon::new("bench");
+        d.start();
+        Self { node: d.node.clone(), manifests: d.manifests.clone(), child: None, _dir: tempfile::tempdir().unwrap(), daemon: Some(d) }
+    }
+
+    fn kubelet() -> Option<Self> {
+        let bin = std::path::PathBuf::from(std::env::var("STATICLET_KUBE_BIN").ok()?).join("kubelet");
+        if !bin.exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let config = dir.path().join("kubelet.yaml");
+        std::fs::write(&config, format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {m}\nfailCgroupV1: false\ncgroupDriver: cgroupfs\ncontainerRuntimeEndpoint: {e}\nauthentication: {{anonymous: {{enabled: true}}, webhook: {{enabled: false}}}}\nauthorization: {{mode: AlwaysAllow}}\nreadOnlyPort: 0\nport: 10350\nhealthzPort: 10348\npodLogsDir: {l}\ncgroupsPerQOS: false\nenforceNodeAllocatable: []\nfailSwapOn: false\nresolvConf: /etc/resolv.conf\nlocalStorageCapacityIsolation: false\n",
+            m = manifests.display(), e = endpoint(), l = dir.path().join("logs").display()
+        )).unwrap();
+        let node = node_name("kubelet");
+        let log = std::fs::File::create(dir.path().join("kubelet.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config={}", config.display()))
+            .arg(format!("--root-dir={}", dir.path().join("root").display()))
+            .arg(format!("--cert-dir={}", dir.path().join("pki").display()))
+            .arg(format!("--hostname-override={node}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(10348, "/healthz").is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Self { node, manifests, child: Some(child), daemon: None, _dir: dir })
+    }
+
+    fn pid(&self) -> u32 {
+        match (&self.daemon, &self.child) {
+            (Some(d), _) => d.pid(),
+            (None, Some(c)) => c.id(),
+            (None, None) => unreachable!("an agent has a process"),
+        }
+    }
+
+    fn write(&self, name: &str) {
+        let tmp = self._dir.path().join(format!(".{name}.yaml"));
+        std::fs::write(&tmp, shell_pod(name, "sleep 3600", "")).unwrap();
+        std::fs::rename(&tmp, self.manifests.join(format!("{name}.yaml"))).unwrap();
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.manifests.join(format!("{name}.yaml"))).unwrap();
+        let pod = format!("{name}-{}", self.node);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_millis(1)).is_some() {
+            assert!(Instant::now() < deadline, "{pod} did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+            // kubelet leaves its pods running when it stops, as staticlet does: remove them.
+            let suffix = format!("-{}", self.node);
+            block_on(async {
+                let rt = runtime();
+                for s in rt.list_sandboxes(&[]).await.unwrap_or_default() {
+                    if s.metadata.as_ref().is_some_and(|m| m.name.ends_with(&suffix)) {
+                        let _ = rt.stop_sandbox(&s.id).await;
+                        let _ = rt.remove_sandbox(&s.id).await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn measure(agent: Agent, runs: usize) -> Measured {
+    let node = agent.node.clone();
     let mut starts = vec![];
     for i in 0..runs {
         let name = format!("start{i}");
-        let pod_name = format!("{name}-{node}");
-        let yaml = shell_pod(&name, "sleep 3600", "");
-        let tmp = d.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&tmp, yaml).unwrap();
+        let pod = format!("{name}-{node}");
         let start = Instant::now();
-        std::fs::rename(&tmp, d.manifests.join(format!("{name}.yaml"))).unwrap();
-        until_running(("io.kubernetes.pod.name", &pod_name), &[], Duration::from_secs(30)).expect("pod started");
+        agent.write(&name);
+        until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).expect("pod started");
         starts.push(start.elapsed());
-        std::fs::remove_file(d.manifests.join(format!("{name}.yaml"))).unwrap();
-        d.wait_until("the pod is gone", Duration::from_secs(30), |d| d.pod(&name).is_none());
+        agent.remove(&name);
     }
-
-    // Restart latency: the first restart of a fresh pod each time (no back-off).
+    // The first restart of a fresh pod each time (no back-off yet).
     let mut restarts = vec![];
     for i in 0..runs {
         let name = format!("kill{i}");
-        let pod_name = format!("{name}-{node}");
-        d.write_manifest(&format!("{name}.yaml"), &shell_pod(&name, "sleep 3600", ""));
-        let first = until_running(("io.kubernetes.pod.name", &pod_name), &[], Duration::from_secs(30)).unwrap();
+        let pod = format!("{name}-{node}");
+        agent.write(&name);
+        let first = until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
         block_on(async { runtime().stop_container(&first, Duration::ZERO).await.unwrap() });
         let start = Instant::now();
-        until_running(("io.kubernetes.pod.name", &pod_name), &[first], Duration::from_secs(30)).expect("restarted");
+        until_running(("io.kubernetes.pod.name", &pod), &[first], Duration::from_secs(60)).expect("restarted");
         restarts.push(start.elapsed());
-        std::fs::remove_file(d.manifests.join(format!("{name}.yaml"))).unwrap();
-        d.wait_until("the pod is gone", Duration::from_secs(30), |d| d.pod(&name).is_none());
+        agent.remove(&name);
     }
-
-    // Footprint with 10 pods.
     for i in 0..10 {
-        d.write_manifest(&format!("idle{i}.yaml"), &shell_pod(&format!("idle{i}"), "sleep 3600", ""));
+        agent.write(&format!("idle{i}"));
     }
-    d.wait_until("10 pods run", Duration::from_secs(60), |d| d.status().pods.iter().filter(|p| p.status == "Running").count() == 10);
-    std::thread::sleep(Duration::from_secs(3));
-    let pid = d.pid();
+    for i in 0..10 {
+        let pod = format!("idle{i}-{node}");
+        until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).expect("10 pods run");
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = agent.pid();
     let cpu0 = cpu_ticks(pid);
-    let window = Duration::from_secs(20);
-    std::thread::sleep(window);
+    std::thread::sleep(FOOTPRINT_WINDOW);
     let cpu1 = cpu_ticks(pid);
-    let ticks_per_sec = 100.0;
-    let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_sec / window.as_secs_f64() * 100.0;
-    let rss = rss_kib(pid);
-    let footprint = format!(
-        "staticlet with 10 pods: RSS {:.1} MiB, CPU {:.2}% of a core over {}s idle",
-        rss as f64 / 1024.0,
-        cpu_pct,
-        window.as_secs()
-    );
-    d.stop();
-    (starts, restarts, footprint)
+    let cpu_pct = (cpu1 - cpu0) as f64 / 100.0 / FOOTPRINT_WINDOW.as_secs_f64() * 100.0;
+    let rss_mib = rss_kib(pid) as f64 / 1024.0;
+    Measured { starts, restarts, rss_mib, cpu_pct }
 }
 
 fn rss_kib(pid: u32) -> u64 {

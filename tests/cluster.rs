@@ -186,6 +186,24 @@ fn crash_loop_and_removal_show_through_the_api() {
 }
 
 #[test]
+fn stopping_static_pod_shows_terminating_in_kubectl_until_it_is_gone() {
+    let _serial = serial();
+    let mut d = cluster_daemon("terminating");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    // Ignores SIGTERM, so it takes its whole 5 s grace period to stop.
+    let manifest = shell_pod("slow", "trap '' TERM; while true; do sleep 0.2; done", "").replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 5");
+    d.write_manifest("slow.yaml", &manifest);
+    wait_mirror(&d, "slow", "is Running", running);
+    std::fs::remove_file(d.manifests.join("slow.yaml")).unwrap();
+    d.wait_until("kubectl shows Terminating", Duration::from_secs(30), |d| {
+        let (_, out, _) = kubectl(&["get", "pod", &format!("slow-{}", d.node)]);
+        out.contains("Terminating")
+    });
+    d.wait_until("the mirror is gone", Duration::from_secs(30), |d| mirror(d, "slow").is_none());
+}
+
+#[test]
 fn refused_mirror_keeps_the_static_pod_running_and_says_why() {
     let _serial = serial();
     let mut d = cluster_daemon("refused");

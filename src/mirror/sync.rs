@@ -254,13 +254,10 @@ impl MirrorSync {
 
     /// Mirrors with no static pod behind them, once that pod has fully stopped.
     async fn delete_orphans(&self, store: &reflector::Store<Pod>, desired: &Desired) {
-        let stopping: Vec<String> = self
-            .views
-            .all()
-            .into_iter()
-            .filter(|v| v.terminating)
-            .map(|v| format!("{}/{}", v.namespace, v.name))
-            .collect();
+        // A pod no manifest wants but still supervised is stopping (its worker removes its view
+        // only once the pod is gone), even if the worker has not said "terminating" yet.
+        let stopping: Vec<String> =
+            self.views.all().into_iter().map(|v| format!("{}/{}", v.namespace, v.name)).collect();
         for mirror in store.state() {
             let meta = &mirror.metadata;
             if meta.annotations.as_ref().is_none_or(|a| !a.contains_key(ANNOTATION_MIRROR)) {
@@ -268,14 +265,29 @@ impl MirrorSync {
             }
             let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
             let full = format!("{ns}/{name}");
-            if desired.pods.contains_key(&full) || stopping.contains(&full) {
+            if desired.pods.contains_key(&full) {
                 continue;
             }
-            tracing::info!(pod = %full, "deleting mirror pod of a static pod that is gone");
-            let params = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+            let params = if stopping.contains(&full) {
+                if meta.deletion_timestamp.is_some() {
+                    continue;
+                }
+                // Still stopping on the node: a graceful delete marks the mirror Terminating in
+                // kubectl, as the pod is; the final delete follows when it has stopped.
+                let grace = mirror.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+                tracing::info!(pod = %full, "marking mirror pod terminating");
+                DeleteParams {
+                    grace_period_seconds: Some(grace.max(1) as u32),
+                    preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+                    ..Default::default()
+                }
+            } else {
+                tracing::info!(pod = %full, "deleting mirror pod of a static pod that is gone");
+                DeleteParams { grace_period_seconds: Some(0), ..Default::default() }
+            };
             match Api::<Pod>::namespaced(self.client.clone(), &ns).delete(&name, &params).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => tracing::warn!(pod = %full, error = %MirrorError::api("delete", format!("pod {full}"), e), "deleting orphan mirror failed"),
             }
         }
