@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod cri;
+pub mod daemon;
 pub mod desired;
 pub mod logs;
 pub mod manifest;

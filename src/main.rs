@@ -1,22 +1,15 @@
 //! The staticlet binary: the daemon (no subcommand, as kubelet) and the local tools.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use staticlet::{
     config::{Config, ConfigFile, DEFAULT_STATUS_ADDRESS, Overrides},
-    cri::{Observer, Runtime},
     logs,
-    mirror::{self, MirrorProblems, MirrorSync},
-    ops::{metrics::Metrics, readiness::Readiness, server},
-    source,
-    supervisor::{Context, Manager, Views, events::Events, status::human_age},
+    ops::server,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// How long SIGTERM waits for tasks to wind down. Pods are not stopped, so this is short.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// sysexits' EX_USAGE / EX_CONFIG: a bad command line or config file.
 const EXIT_CONFIG: u8 = 78;
 
@@ -182,150 +175,12 @@ fn run_daemon(flags: RunFlags) -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(daemon(config)) {
+    match runtime.block_on(staticlet::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn daemon(config: Config) -> anyhow::Result<()> {
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        node = %config.node_name,
-        manifests = ?config.static_pod_path,
-        url = ?config.static_pod_url,
-        runtime = %config.container_runtime_endpoint,
-        "starting staticlet"
-    );
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let (readiness, runtime_latch) = Readiness::new();
-    let manifests_latch = runtime_latch.fork();
-
-    let runtime = Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?;
-    let listener = server::bind(config.status_address)
-        .await
-        .with_context(|| format!("cannot listen on statusAddress {}", config.status_address))?;
-    let observer = Observer::new();
-    let metrics = Arc::new(Metrics::new());
-    let views = Views::default();
-    tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), Duration::from_secs(1), shutdown.clone()));
-
-    let desired = source::spawn(&config, &tracker, &shutdown);
-    let problems = MirrorProblems::default();
-    let mut events = Default::default();
-    if let Some(kubeconfig) = &config.kubeconfig {
-        let (sender, receiver) = Events::channel();
-        events = sender;
-        let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
-            Ok(Ok((name, version))) => format!("{name}://{version}"),
-            _ => "unknown".into(),
-        };
-        let settings = mirror::Settings {
-            kubeconfig: kubeconfig.clone(),
-            node: config.node_name.clone(),
-            node_ip: config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip),
-            runtime_version,
-        };
-        let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
-        tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
-        tracker.spawn(sync.run(shutdown.clone()));
-    }
-    let ctx = Arc::new(Context {
-        runtime: runtime.clone(),
-        observer: observer.clone(),
-        node: config.node_name.clone(),
-        pod_logs_dir: config.pod_logs_dir.clone(),
-        root_dir: config.root_dir.clone(),
-        views: views.clone(),
-        metrics: metrics.clone(),
-        events,
-    });
-    tracker.spawn(Manager::new(ctx, tracker.clone(), shutdown.clone()).run(desired.clone()));
-    tracker.spawn(server::serve(
-        listener,
-        server::ServerState {
-            node: config.node_name.clone(),
-            runtime_endpoint: config.container_runtime_endpoint.clone(),
-            views,
-            desired: desired.clone(),
-            observer: observer.clone(),
-            metrics,
-            readiness: readiness.clone(),
-            problems,
-        },
-        shutdown.clone(),
-    ));
-    tracing::info!(address = %config.status_address, "status API listening");
-
-    // Readiness: the runtime answered once, and the first manifest snapshot is in.
-    tracker.spawn(wait_for_runtime(runtime, runtime_latch, shutdown.clone()));
-    let mut first = desired.clone();
-    tracker.spawn(async move {
-        let _ = first.wait_for(|d| !d.seen_sources.is_empty()).await;
-        manifests_latch.release();
-    });
-    let ready_shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        while !readiness.is_ready() {
-            tokio::select! {
-                _ = ready_shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-        tracing::info!("ready");
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    });
-
-    wait_for_signal().await;
-    tracing::info!("shutting down; pods keep running");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    shutdown.cancel();
-    tracker.close();
-    tokio::select! {
-        _ = tracker.wait() => tracing::info!("stopped"),
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
-        _ = wait_for_signal() => tracing::warn!("second signal; exiting now"),
-    }
-    Ok(())
-}
-
-async fn wait_for_runtime(runtime: Runtime, latch: staticlet::ops::readiness::Latch, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
-    let mut logged = false;
-    loop {
-        match runtime.version().await {
-            Ok((name, version)) => {
-                tracing::info!(runtime = %name, version = %version, "container runtime answered");
-                latch.release();
-                return;
-            }
-            Err(e) if !logged => {
-                tracing::warn!(error = %e, "waiting for the container runtime");
-                logged = true;
-            }
-            Err(_) => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        // systemd and `kill` ask us to stop with SIGTERM.
-        _ = term.recv() => {}
-        // Ctrl-C, when run by hand.
-        _ = int.recv() => {}
     }
 }
 
@@ -344,7 +199,7 @@ fn get(flags: &RunFlags, resource: &str, output: Option<&str>) -> anyhow::Result
         return Ok(());
     }
     let status: server::LocalStatus = serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
-    print!("{}", render_pods(&status, std::time::SystemTime::now()));
+    print!("{}", staticlet::ops::table::render_pods(&status, std::time::SystemTime::now()));
     Ok(())
 }
 
@@ -363,59 +218,3 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-fn render_pods(status: &server::LocalStatus, now: std::time::SystemTime) -> String {
-    if status.pods.is_empty() && status.manifest_errors.is_empty() && status.runtime_error.is_none() {
-        return format!("No static pods on node {}.\n", status.node);
-    }
-    let mut rows = vec![["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"].map(String::from).to_vec()];
-    for pod in &status.pods {
-        // AGE is the running sandbox's age when there is one: config.seen restarts with staticlet.
-        let age = pod
-            .started
-            .as_deref()
-            .unwrap_or(&pod.since)
-            .parse::<jiff::Timestamp>()
-            .map(|t| human_age(std::time::SystemTime::from(t), now))
-            .unwrap_or_else(|_| "?".into());
-        rows.push(vec![
-            pod.namespace.clone(),
-            pod.name.clone(),
-            pod.ready.clone(),
-            pod.status.clone(),
-            pod.restarts.to_string(),
-            age,
-            if pod.ip.is_empty() { "<host>".into() } else { pod.ip.clone() },
-            pod.source.clone(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    let mut notes: Vec<String> = Vec::new();
-    if let Some(e) = &status.runtime_error {
-        notes.push(format!("container runtime: {e}"));
-    }
-    for pod in &status.pods {
-        if pod.manifest_error.is_some() {
-            notes.push(format!("{}: manifest is broken; the last good version keeps running", pod.name));
-        }
-        if let Some(e) = &pod.mirror_error {
-            notes.push(format!("{}: {e}", pod.name));
-        }
-        if let Some(e) = &pod.last_error {
-            notes.push(format!("{}: {e}", pod.name));
-        }
-    }
-    notes.extend(status.manifest_errors.iter().cloned());
-    if !notes.is_empty() {
-        out.push_str("\nPROBLEMS\n");
-        for note in notes {
-            out.push_str(&format!("  {note}\n"));
-        }
-    }
-    out
-}

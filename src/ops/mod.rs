@@ -3,3 +3,4 @@
 pub mod metrics;
 pub mod readiness;
 pub mod server;
+pub mod table;

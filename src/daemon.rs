@@ -1,0 +1,163 @@
+//! The daemon's wiring, top to bottom: runtime, sources, supervisors, mirror sync, status API,
+//! readiness; then wait for a signal and drain. One CancellationToken and one TaskTracker: the one
+//! shutdown path, which stops no pod.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::Config,
+    cri::{Observer, Runtime},
+    mirror::{self, MirrorProblems, MirrorSync},
+    ops::{
+        metrics::Metrics,
+        readiness::{Latch, Readiness},
+        server,
+    },
+    source,
+    supervisor::{Context, Manager, Views, events::Events},
+};
+
+/// How long SIGTERM waits for tasks to wind down. Pods are not stopped, so this is short.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the daemon until SIGTERM or SIGINT: wires the pipeline, then drains. Stops no pod.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node = %config.node_name,
+        manifests = ?config.static_pod_path,
+        url = ?config.static_pod_url,
+        runtime = %config.container_runtime_endpoint,
+        "starting staticlet"
+    );
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (readiness, runtime_latch) = Readiness::new();
+    let manifests_latch = runtime_latch.fork();
+
+    let runtime = Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?;
+    let listener = server::bind(config.status_address)
+        .await
+        .with_context(|| format!("cannot listen on statusAddress {}", config.status_address))?;
+    let observer = Observer::new();
+    let metrics = Arc::new(Metrics::new());
+    let views = Views::default();
+    tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), Duration::from_secs(1), shutdown.clone()));
+
+    let desired = source::spawn(&config, &tracker, &shutdown);
+    let problems = MirrorProblems::default();
+    let mut events = Default::default();
+    if let Some(kubeconfig) = &config.kubeconfig {
+        let (sender, receiver) = Events::channel();
+        events = sender;
+        let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
+            Ok(Ok((name, version))) => format!("{name}://{version}"),
+            _ => "unknown".into(),
+        };
+        let settings = mirror::Settings {
+            kubeconfig: kubeconfig.clone(),
+            node: config.node_name.clone(),
+            node_ip: config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip),
+            runtime_version,
+        };
+        let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
+        tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
+        tracker.spawn(sync.run(shutdown.clone()));
+    }
+    let ctx = Arc::new(Context {
+        runtime: runtime.clone(),
+        observer: observer.clone(),
+        node: config.node_name.clone(),
+        pod_logs_dir: config.pod_logs_dir.clone(),
+        root_dir: config.root_dir.clone(),
+        views: views.clone(),
+        metrics: metrics.clone(),
+        events,
+    });
+    tracker.spawn(Manager::new(ctx, tracker.clone(), shutdown.clone()).run(desired.clone()));
+    tracker.spawn(server::serve(
+        listener,
+        server::ServerState {
+            node: config.node_name.clone(),
+            runtime_endpoint: config.container_runtime_endpoint.clone(),
+            views,
+            desired: desired.clone(),
+            observer: observer.clone(),
+            metrics,
+            readiness: readiness.clone(),
+            problems,
+        },
+        shutdown.clone(),
+    ));
+    tracing::info!(address = %config.status_address, "status API listening");
+
+    // Readiness: the runtime answered once, and the first manifest snapshot is in.
+    tracker.spawn(wait_for_runtime(runtime, runtime_latch, shutdown.clone()));
+    let mut first = desired.clone();
+    tracker.spawn(async move {
+        let _ = first.wait_for(|d| !d.seen_sources.is_empty()).await;
+        manifests_latch.release();
+    });
+    let ready_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        while !readiness.is_ready() {
+            tokio::select! {
+                _ = ready_shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        tracing::info!("ready");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    });
+
+    wait_for_signal().await;
+    tracing::info!("shutting down; pods keep running");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => tracing::info!("stopped"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
+        _ = wait_for_signal() => tracing::warn!("second signal; exiting now"),
+    }
+    Ok(())
+}
+
+async fn wait_for_runtime(runtime: Runtime, latch: Latch, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    let mut logged = false;
+    loop {
+        match runtime.version().await {
+            Ok((name, version)) => {
+                tracing::info!(runtime = %name, version = %version, "container runtime answered");
+                latch.release();
+                return;
+            }
+            Err(e) if !logged => {
+                tracing::warn!(error = %e, "waiting for the container runtime");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        // systemd and `kill` ask us to stop with SIGTERM.
+        _ = term.recv() => {}
+        // Ctrl-C, when run by hand.
+        _ = int.recv() => {}
+    }
+}
