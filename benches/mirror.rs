@@ -6,6 +6,7 @@
 //!   exists, 20 times, seen by an admin watch;
 //! - container killed -> the mirror's restartCount shows it, 10 times, seen by the same watch;
 //! - the node's API requests per minute at rest, counted in the API server's audit log by user.
+//!
 //! Nothing here asserts: it prints.
 
 #[path = "../tests/common/mod.rs"]
@@ -64,7 +65,10 @@ fn main() {
             pods.delete(&name, &DeleteParams::default()).await.unwrap();
             loop {
                 let pod = events.next().await.unwrap().unwrap();
-                if pod.metadata.name.as_deref() == Some(name.as_str()) && pod.metadata.uid != old && pod.metadata.deletion_timestamp.is_none() {
+                if pod.metadata.name.as_deref() == Some(name.as_str())
+                    && pod.metadata.uid != old
+                    && pod.metadata.deletion_timestamp.is_none()
+                {
                     recreate.push(start.elapsed());
                     break;
                 }
@@ -76,12 +80,20 @@ fn main() {
         for i in 0..PODS {
             let name = format!("p{i}-{node}");
             let containers = runtime().list_containers(&[("io.kubernetes.pod.name", name.as_str())]).await.unwrap();
-            let running = containers.iter().find(|c| c.state == staticlet::cri::api::ContainerState::ContainerRunning as i32).unwrap();
+            let running = containers
+                .iter()
+                .find(|c| c.state == staticlet::cri::api::ContainerState::ContainerRunning as i32)
+                .unwrap();
             runtime().stop_container(&running.id, Duration::ZERO).await.unwrap();
             let start = Instant::now();
             loop {
                 let pod = events.next().await.unwrap().unwrap();
-                let count = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).map(|c| c.restart_count);
+                let count = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .map(|c| c.restart_count);
                 if pod.metadata.name.as_deref() == Some(name.as_str()) && count == Some(1) {
                     restarts.push(start.elapsed());
                     break;
@@ -93,7 +105,10 @@ fn main() {
 
     // API requests at rest: let everything settle, then count a full minute of audit records.
     std::thread::sleep(Duration::from_secs(15));
-    let audit = format!("{}/cluster/audit.log", std::env::var("STATICLET_TESTENV_DIR").unwrap_or("/var/lib/staticlet-testenv".into()));
+    let audit = format!(
+        "{}/cluster/audit.log",
+        std::env::var("STATICLET_TESTENV_DIR").unwrap_or("/var/lib/staticlet-testenv".into())
+    );
     let user = format!("\"username\":\"system:node:{}\"", d.node);
     let count = || std::fs::read_to_string(&audit).unwrap_or_default().lines().filter(|l| l.contains(&user)).count();
     let before = count();
@@ -104,7 +119,9 @@ fn main() {
 
     println!("\nmirror pods, {PODS} static pods on one node");
     println!("{:<48} {:>9} {:>9} {:>9}", "scenario", "median", "p90", "max");
-    for (name, samples) in [("mirror deleted -> recreated", &recreate), ("container killed -> restartCount in the API", &restarts)] {
+    for (name, samples) in
+        [("mirror deleted -> recreated", &recreate), ("container killed -> restartCount in the API", &restarts)]
+    {
         let s = stats(samples);
         println!("{name:<48} {:>7.1}ms {:>7.1}ms {:>7.1}ms   ({} runs)", s.0, s.1, s.2, samples.len());
     }

@@ -14,6 +14,7 @@
 //!   has cgroup v1), `cgroupDriver: cgroupfs` (containerd's here), `cgroupsPerQOS: false` and
 //!   `enforceNodeAllocatable: []` (no systemd to manage its cgroups), `failSwapOn: false`,
 //!   anonymous/AlwaysAllow auth on a private port (no API server to check tokens).
+//!
 //! Observation polls ListContainers every 2 ms, which adds up to ~2 ms to staticlet's figures.
 //! Nothing here asserts: it prints.
 
@@ -56,10 +57,20 @@ fn main() {
         row(&format!("{name}: container killed -> running"), &m.restarts, Some(fr));
     }
     for (name, m) in &agents {
-        println!("{name} with 10 pods: RSS {:.1} MiB, CPU {:.2}% of a core over {}s at rest", m.rss_mib, m.cpu_pct, FOOTPRINT_WINDOW.as_secs());
+        println!(
+            "{name} with 10 pods: RSS {:.1} MiB, CPU {:.2}% of a core over {}s at rest",
+            m.rss_mib,
+            m.cpu_pct,
+            FOOTPRINT_WINDOW.as_secs()
+        );
     }
     if let [(_, s), (_, k)] = agents.as_slice() {
-        println!("staticlet / kubelet: start {:.2}x, restart {:.3}x, RSS {:.2}x", stats(&s.starts).0 / stats(&k.starts).0, stats(&s.restarts).0 / stats(&k.restarts).0, s.rss_mib / k.rss_mib);
+        println!(
+            "staticlet / kubelet: start {:.2}x, restart {:.3}x, RSS {:.2}x",
+            stats(&s.starts).0 / stats(&k.starts).0,
+            stats(&s.restarts).0 / stats(&k.restarts).0,
+            s.rss_mib / k.rss_mib
+        );
     }
 }
 
@@ -138,9 +149,8 @@ fn until_running(uid_label: (&str, &str), except: &[String], limit: Duration) ->
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let list = rt.list_containers(&[uid_label]).await.unwrap_or_default();
-            if let Some(c) = list
-                .iter()
-                .find(|c| c.state == api::ContainerState::ContainerRunning as i32 && !except.contains(&c.id))
+            if let Some(c) =
+                list.iter().find(|c| c.state == api::ContainerState::ContainerRunning as i32 && !except.contains(&c.id))
             {
                 return Some(c.id.clone());
             }
@@ -173,7 +183,13 @@ impl Agent {
     fn staticlet() -> Self {
         let mut d = Daemon::new("bench");
         d.start();
-        Self { node: d.node.clone(), manifests: d.manifests.clone(), child: None, _dir: tempfile::tempdir().unwrap(), daemon: Some(d) }
+        Self {
+            node: d.node.clone(),
+            manifests: d.manifests.clone(),
+            child: None,
+            _dir: tempfile::tempdir().unwrap(),
+            daemon: Some(d),
+        }
     }
 
     fn kubelet() -> Option<Self> {
@@ -301,7 +317,11 @@ fn measure(agent: Agent, runs: usize) -> Measured {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
 }
 
 fn cpu_ticks(pid: u32) -> u64 {

@@ -152,24 +152,27 @@ impl Config {
             }
         }
 
-        let status_address = pick(flags.status_address, file.status_address)
-            .unwrap_or_else(|| DEFAULT_STATUS_ADDRESS.into());
+        let status_address =
+            pick(flags.status_address, file.status_address).unwrap_or_else(|| DEFAULT_STATUS_ADDRESS.into());
         let status_address = status_address.parse().map_err(|_| ConfigError::Invalid {
             field: "statusAddress",
             message: format!("{status_address:?} is not an address such as 127.0.0.1:10251"),
         })?;
         let node_name = pick(flags.node_name, file.node_name).unwrap_or_else(hostname);
         if node_name.is_empty() {
-            return Err(ConfigError::Invalid { field: "nodeName", message: "empty, and the host name is unknown".into() });
+            return Err(ConfigError::Invalid {
+                field: "nodeName",
+                message: "empty, and the host name is unknown".into(),
+            });
         }
         let static_pod_url = pick(flags.static_pod_url, file.static_pod_url);
-        if let Some(url) = &static_pod_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    field: "staticPodURL",
-                    message: format!("{url:?} is not an http:// or https:// URL"),
-                });
-            }
+        if let Some(url) = &static_pod_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                field: "staticPodURL",
+                message: format!("{url:?} is not an http:// or https:// URL"),
+            });
         }
         Ok(Self {
             static_pod_path: pick(flags.static_pod_path, file.static_pod_path)
@@ -187,10 +190,16 @@ impl Config {
                 pick(flags.http_check_frequency, file.http_check_frequency),
                 Duration::from_secs(20),
             )?,
-            pod_logs_dir: pick(flags.pod_logs_dir, file.pod_logs_dir).unwrap_or_else(|| DEFAULT_POD_LOGS_DIR.into()).into(),
+            pod_logs_dir: pick(flags.pod_logs_dir, file.pod_logs_dir)
+                .unwrap_or_else(|| DEFAULT_POD_LOGS_DIR.into())
+                .into(),
             container_runtime_endpoint: pick(flags.container_runtime_endpoint, file.container_runtime_endpoint)
                 .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.into()),
-            runtime_request_timeout: duration("runtimeRequestTimeout", file.runtime_request_timeout, Duration::from_secs(120))?,
+            runtime_request_timeout: duration(
+                "runtimeRequestTimeout",
+                file.runtime_request_timeout,
+                Duration::from_secs(120),
+            )?,
             node_name,
             root_dir: pick(flags.root_dir, file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into()).into(),
             status_address,
@@ -321,6 +330,10 @@ mod tests {
     #[test]
     fn committed_schema_is_current() {
         let committed = include_str!("../deploy/staticlet.schema.json");
-        assert_eq!(committed, ConfigFile::schema_json(), "run `staticlet config schema > deploy/staticlet.schema.json`");
+        assert_eq!(
+            committed,
+            ConfigFile::schema_json(),
+            "run `staticlet config schema > deploy/staticlet.schema.json`"
+        );
     }
 }

@@ -45,7 +45,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let observer = Observer::new();
     let metrics = Arc::new(Metrics::new());
     let views = Views::default();
-    tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), Duration::from_secs(1), shutdown.clone()));
+    tracker.spawn(observer.clone().run(
+        runtime.clone(),
+        config.node_name.clone(),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
 
     let desired = source::spawn(&config, &tracker, &shutdown);
     let problems = MirrorProblems::default();

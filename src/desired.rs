@@ -77,12 +77,8 @@ pub fn merge(previous: &Desired, snapshots: &BTreeMap<SourceKind, SourceSnapshot
                     });
                     continue;
                 }
-                let seen = previous
-                    .pods
-                    .get(&full_name)
-                    .filter(|d| d.pod.uid == pod.uid)
-                    .map(|d| d.seen)
-                    .unwrap_or(now);
+                let seen =
+                    previous.pods.get(&full_name).filter(|d| d.pod.uid == pod.uid).map(|d| d.seen).unwrap_or(now);
                 let mut pod = pod;
                 pod.pod
                     .metadata
@@ -107,7 +103,9 @@ mod tests {
     }
 
     fn pod_yaml(name: &str, image: &str) -> String {
-        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: {image}}}]}}\n")
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: {image}}}]}}\n"
+        )
     }
 
     fn files(manifests: Vec<Manifest>) -> BTreeMap<SourceKind, SourceSnapshot> {
@@ -140,7 +138,10 @@ mod tests {
     fn first_file_in_order_wins_a_duplicate_and_the_other_is_named() {
         let desired = merge(
             &Desired::default(),
-            &files(vec![manifest("/m/a.yaml", &pod_yaml("web", "a:1")), manifest("/m/b.yaml", &pod_yaml("web", "b:1"))]),
+            &files(vec![
+                manifest("/m/a.yaml", &pod_yaml("web", "a:1")),
+                manifest("/m/b.yaml", &pod_yaml("web", "b:1")),
+            ]),
             t(1),
         );
         assert_eq!(desired.pods["default/web-n1"].pod.origin.location, "/m/a.yaml");
@@ -155,7 +156,8 @@ mod tests {
         assert_eq!(again.pods["default/web-n1"].seen, t(1));
         let edited = merge(&again, &files(vec![manifest("/m/w.yaml", &pod_yaml("web", "a:2"))]), t(9));
         assert_eq!(edited.pods["default/web-n1"].seen, t(9));
-        let seen = &edited.pods["default/web-n1"].pod.pod.metadata.annotations.as_ref().unwrap()[ANNOTATION_CONFIG_SEEN];
+        let seen =
+            &edited.pods["default/web-n1"].pod.pod.metadata.annotations.as_ref().unwrap()[ANNOTATION_CONFIG_SEEN];
         assert_eq!(seen, "1970-01-01T00:00:09.000000000Z");
     }
 

@@ -89,7 +89,11 @@ pub fn find_log(pod_logs_dir: &Path, req: &LogRequest) -> Result<PathBuf, LogsEr
     let container = match (&req.container, containers.as_slice()) {
         (Some(c), _) if containers.contains(c) => c.clone(),
         (Some(c), _) => {
-            return Err(LogsError::NoContainer { pod: pod_name, container: c.clone(), containers: containers.join(", ") });
+            return Err(LogsError::NoContainer {
+                pod: pod_name,
+                container: c.clone(),
+                containers: containers.join(", "),
+            });
         }
         (None, [only]) => only.clone(),
         (None, _) => return Err(LogsError::ChooseContainer { pod: pod_name, containers: containers.join(", ") }),
@@ -149,9 +153,10 @@ pub fn stream(path: &Path, req: &LogRequest, out: &mut impl Write) -> Result<(),
             let back = reader.stream_position().map_err(io)? - read as u64;
             reader.seek(SeekFrom::Start(back)).map_err(io)?;
         }
-        let next = find_log(current.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("/")), req)
-            .ok()
-            .filter(|p| p != &current);
+        let next =
+            find_log(current.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("/")), req)
+                .ok()
+                .filter(|p| p != &current);
         if let Some(next) = next {
             current = next;
             reader = BufReader::new(std::fs::File::open(&current).map_err(io)?);

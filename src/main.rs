@@ -14,7 +14,11 @@ use staticlet::{
 const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "staticlet", version, about = "Runs Kubernetes static pods through CRI, with or without an API server")]
+#[command(
+    name = "staticlet",
+    version,
+    about = "Runs Kubernetes static pods through CRI, with or without an API server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -116,7 +120,16 @@ fn main() -> ExitCode {
         Some(Command::Get { resource, output }) => get(&cli.run, &resource, output.as_deref()),
         Some(Command::Logs { pod, container, namespace, follow, previous, tail, timestamps }) => {
             resolve(&cli.run).map_err(anyhow::Error::from).and_then(|config| {
-                let req = logs::LogRequest { pod, namespace, container, node: config.node_name, follow, previous, tail, timestamps };
+                let req = logs::LogRequest {
+                    pod,
+                    namespace,
+                    container,
+                    node: config.node_name,
+                    follow,
+                    previous,
+                    tail,
+                    timestamps,
+                };
                 let path = logs::find_log(&config.pod_logs_dir, &req)?;
                 logs::stream(&path, &req, &mut std::io::stdout().lock())?;
                 Ok(())
@@ -160,9 +173,7 @@ fn hostname() -> String {
 
 fn run_daemon(flags: RunFlags) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -193,12 +204,14 @@ fn get(flags: &RunFlags, resource: &str, output: Option<&str>) -> anyhow::Result
         None => flags.status_address.clone().unwrap_or_else(|| DEFAULT_STATUS_ADDRESS.into()),
     };
     let url = format!("http://{address}/pods");
-    let body = http_get(&address, "/pods").with_context(|| format!("cannot reach the staticlet daemon at {url} (is it running?)"))?;
+    let body = http_get(&address, "/pods")
+        .with_context(|| format!("cannot reach the staticlet daemon at {url} (is it running?)"))?;
     if output == Some("json") {
         println!("{body}");
         return Ok(());
     }
-    let status: server::LocalStatus = serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    let status: server::LocalStatus =
+        serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
     print!("{}", staticlet::ops::table::render_pods(&status, std::time::SystemTime::now()));
     Ok(())
 }
@@ -217,4 +230,3 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     }
     Ok(body.to_owned())
 }
-

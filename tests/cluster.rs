@@ -9,7 +9,8 @@ use common::*;
 use serde_json::Value;
 
 fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
+    let out =
+        Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -29,7 +30,10 @@ fn node_kubeconfig(node: &str) -> String {
 
 /// A daemon with this node's own credentials, as a kubelet would have.
 fn cluster_daemon(test: &str) -> Daemon {
-    assert!(std::env::var("KUBECONFIG").is_ok(), "KUBECONFIG is not set: run `hack/testenv up --cluster` and eval its env");
+    assert!(
+        std::env::var("KUBECONFIG").is_ok(),
+        "KUBECONFIG is not set: run `hack/testenv up --cluster` and eval its env"
+    );
     let mut d = Daemon::new(test);
     let kubeconfig = node_kubeconfig(&d.node);
     d.extra = vec![format!("--kubeconfig={kubeconfig}"), "--node-ip=127.0.0.1".into()];
@@ -60,7 +64,9 @@ fn mirror(d: &Daemon, name: &str) -> Option<Value> {
 }
 
 fn wait_mirror(d: &Daemon, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    d.wait_until(&format!("mirror of {name} {what}"), Duration::from_secs(60), |d| mirror(d, name).is_some_and(|m| check(&m)));
+    d.wait_until(&format!("mirror of {name} {what}"), Duration::from_secs(60), |d| {
+        mirror(d, name).is_some_and(|m| check(&m))
+    });
     mirror(d, name).unwrap()
 }
 
@@ -105,10 +111,22 @@ fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
     let node_uid = kubectl_json(&["get", "node", &d.node]).unwrap()["metadata"]["uid"].clone();
     let owners = m["metadata"]["ownerReferences"].as_array().unwrap();
     assert_eq!(owners.len(), 1);
-    assert_eq!((&owners[0]["kind"], &owners[0]["name"], &owners[0]["uid"]), (&"Node".into(), &d.node.clone().into(), &node_uid));
+    assert_eq!(
+        (&owners[0]["kind"], &owners[0]["name"], &owners[0]["uid"]),
+        (&"Node".into(), &d.node.clone().into(), &node_uid)
+    );
     assert_eq!(owners[0]["controller"], true);
 
-    let (ok, out, err) = kubectl(&["get", "pods", "-l", "role=myrole", "-n", "default", "--field-selector", &format!("spec.nodeName={}", d.node)]);
+    let (ok, out, err) = kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "role=myrole",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("spec.nodeName={}", d.node),
+    ]);
     assert!(ok, "{err}");
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], [format!("static-web-{}", d.node).as_str(), "1/1", "Running", "0"], "{out}");
@@ -116,7 +134,10 @@ fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
     assert!(out.contains(&format!("Controlled By:  Node/{}", d.node)), "{out}");
     let status = &m["status"];
     for condition in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
-        assert!(status["conditions"].as_array().unwrap().iter().any(|c| c["type"] == condition && c["status"] == "True"), "{condition}");
+        assert!(
+            status["conditions"].as_array().unwrap().iter().any(|c| c["type"] == condition && c["status"] == "True"),
+            "{condition}"
+        );
     }
     assert!(status["containerStatuses"][0]["containerID"].as_str().unwrap().starts_with("containerd://"));
     assert_eq!(status["qosClass"], "BestEffort");
@@ -124,7 +145,14 @@ fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
 
     // Events reach kubectl.
     d.wait_until("Started is an event of the mirror", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name=static-web-{}", d.node)]);
+        let (_, out, _) = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("involvedObject.name=static-web-{}", d.node),
+        ]);
         out.contains("Started") && out.contains("Created") && out.contains("Pulled")
     });
 }
@@ -139,13 +167,16 @@ fn deleted_mirror_is_recreated_at_once_and_keeps_restarts_and_the_static_pod() {
     let local = d.wait_for_running("static-web");
     let container = running_container_ids(&local.uid);
     block_on(async { runtime().stop_container(&container[0], Duration::ZERO).await.unwrap() });
-    let m = wait_mirror(&d, "static-web", "shows one restart", |m| running(m) && m["status"]["containerStatuses"][0]["restartCount"] == 1);
+    let m = wait_mirror(&d, "static-web", "shows one restart", |m| {
+        running(m) && m["status"]["containerStatuses"][0]["restartCount"] == 1
+    });
     let first_uid = m["metadata"]["uid"].clone();
     let containers = running_container_ids(&local.uid);
 
     let (ok, _, err) = kubectl(&["delete", "pod", &format!("static-web-{}", d.node), "--wait=false"]);
     assert!(ok, "{err}");
-    let back = wait_mirror(&d, "static-web", "is back with a new UID", |m| m["metadata"]["uid"] != first_uid && running(m));
+    let back =
+        wait_mirror(&d, "static-web", "is back with a new UID", |m| m["metadata"]["uid"] != first_uid && running(m));
     assert_eq!(back["status"]["containerStatuses"][0]["restartCount"], 1, "RESTARTS carries over");
     assert_eq!(running_container_ids(&local.uid), containers, "deleting a mirror never touches the static pod");
 }
@@ -177,7 +208,14 @@ fn crash_loop_and_removal_show_through_the_api() {
     let (_, out, _) = kubectl(&["get", "pod", &format!("crash-{}", d.node)]);
     assert!(out.contains("CrashLoopBackOff"), "{out}");
     d.wait_until("a BackOff event is posted", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name=crash-{}", d.node)]);
+        let (_, out, _) = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("involvedObject.name=crash-{}", d.node),
+        ]);
         out.contains("BackOff")
     });
 
@@ -192,7 +230,8 @@ fn stopping_static_pod_shows_terminating_in_kubectl_until_it_is_gone() {
     let _cleanup = Cleanup(d.node.clone());
     d.start();
     // Ignores SIGTERM, so it takes its whole 5 s grace period to stop.
-    let manifest = shell_pod("slow", "trap '' TERM; while true; do sleep 0.2; done", "").replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 5");
+    let manifest = shell_pod("slow", "trap '' TERM; while true; do sleep 0.2; done", "")
+        .replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 5");
     d.write_manifest("slow.yaml", &manifest);
     wait_mirror(&d, "slow", "is Running", running);
     std::fs::remove_file(d.manifests.join("slow.yaml")).unwrap();
@@ -236,17 +275,27 @@ spec:
     assert!(ok, "{err}");
     std::thread::sleep(Duration::from_secs(2)); // the policy reaches the admission cache
     d.start();
-    let manifest = shell_pod("denied", "sleep 3600", "").replace("labels: {role: test}", &format!("labels: {{role: test, forbidden-{}: 'yes'}}", d.node));
+    let manifest = shell_pod("denied", "sleep 3600", "")
+        .replace("labels: {role: test}", &format!("labels: {{role: test, forbidden-{}: 'yes'}}", d.node));
     d.write_manifest("denied.yaml", &manifest);
     d.wait_for_running("denied");
     d.wait_until("the refusal shows in staticlet get pods", Duration::from_secs(30), |d| {
-        d.pod("denied").and_then(|p| p.mirror_error).is_some_and(|e| e.contains(&format!("forbidden-{} are not allowed", d.node)))
+        d.pod("denied")
+            .and_then(|p| p.mirror_error)
+            .is_some_and(|e| e.contains(&format!("forbidden-{} are not allowed", d.node)))
     });
     let (_, out, _) = d.cli(&["get", "pods"]);
     assert!(out.contains("no mirror pod"), "{out}");
     assert!(mirror(&d, "denied").is_none());
     d.wait_until("a Node event names the refusal", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name={}", d.node)]);
+        let (_, out, _) = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("involvedObject.name={}", d.node),
+        ]);
         out.contains("FailedMirrorPod")
     });
     assert!(d.log().contains("mirror pod sync failed"), "{}", d.log());
@@ -286,7 +335,9 @@ fn deleted_node_is_registered_again_and_its_mirrors_come_back() {
     });
     let new_uid = kubectl_json(&["get", "node", &d.node]).unwrap()["metadata"]["uid"].clone();
     wait_mirror(&d, "static-web", "is owned by the new node", |n| {
-        n["metadata"]["ownerReferences"][0]["uid"] == new_uid && n["metadata"]["uid"] != m["metadata"]["uid"] && running(n)
+        n["metadata"]["ownerReferences"][0]["uid"] == new_uid
+            && n["metadata"]["uid"] != m["metadata"]["uid"]
+            && running(n)
     });
 }
 
@@ -301,7 +352,10 @@ struct Relay {
 
 impl Relay {
     fn start(upstream: String) -> Self {
-        use std::sync::{Arc, Mutex, atomic::{AtomicBool, Ordering}};
+        use std::sync::{
+            Arc, Mutex,
+            atomic::{AtomicBool, Ordering},
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let on = Arc::new(AtomicBool::new(false));
@@ -316,7 +370,8 @@ impl Relay {
                 }
                 let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
                 live2.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
                         let _ = to.shutdown(std::net::Shutdown::Both);

@@ -78,7 +78,9 @@ fn removed_manifest_stops_its_pod_and_restoring_it_runs_the_pod_again() {
     let pod = d.wait_for_running("static-web");
     let aside = d.dir.path().join("web.yaml");
     std::fs::rename(&path, &aside).unwrap();
-    d.wait_until("the pod is gone from the runtime", Duration::from_secs(30), |_| runtime_sandboxes(&pod.uid).is_empty());
+    d.wait_until("the pod is gone from the runtime", Duration::from_secs(30), |_| {
+        runtime_sandboxes(&pod.uid).is_empty()
+    });
     assert!(d.pod("static-web").is_none());
     std::fs::rename(&aside, &path).unwrap();
     let back = d.wait_for_running("static-web");
@@ -97,7 +99,9 @@ fn edited_manifest_stops_the_old_pod_gracefully_before_the_new_one_starts() {
     let version = |v: &str| {
         shell_pod(
             "edited",
-            &format!("trap 'echo {v} term >> /j/log; exit 0' TERM; echo {v} start >> /j/log; while true; do sleep 0.2; done"),
+            &format!(
+                "trap 'echo {v} term >> /j/log; exit 0' TERM; echo {v} start >> /j/log; while true; do sleep 0.2; done"
+            ),
             &format!("  volumes: [{{name: j, hostPath: {{path: {}}}}}]\n", journal.display()),
         )
         .replace("    command:", "    volumeMounts: [{name: j, mountPath: /j}]\n    command:")
@@ -250,8 +254,13 @@ fn directory_skips_leftovers_and_refuses_bad_files_with_named_errors() {
     std::fs::write(d.manifests.join("web.yaml~"), web_pod("tilde", port)).unwrap();
     std::fs::create_dir(d.manifests.join("sub.yaml")).unwrap();
     // Bad ones, each reported by name.
-    std::fs::write(d.manifests.join("deploy.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n").unwrap();
-    std::fs::write(d.manifests.join("noname.yaml"), "apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n").unwrap();
+    std::fs::write(d.manifests.join("deploy.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+        .unwrap();
+    std::fs::write(
+        d.manifests.join("noname.yaml"),
+        "apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n",
+    )
+    .unwrap();
     std::fs::write(d.manifests.join("big.yaml"), vec![b'#'; 11 * 1024 * 1024]).unwrap();
     std::fs::write(d.manifests.join("binary.json"), [0x7f, b'E', b'L', b'F', 0, 1]).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target.yaml", d.manifests.join("dangling.yaml")).unwrap();
@@ -325,7 +334,8 @@ spec:
     assert_eq!(std::fs::read_to_string(host_dir.join("pwd")).unwrap().trim(), "/scratch");
     // The pod is our own, on the test bridge: one bounded request to its IP.
     d.wait_until("httpd answers on the pod IP", Duration::from_secs(10), |_| {
-        http_get_addr(&format!("{}:8080", pod.ip), "/index.html").is_ok_and(|(code, body)| code == 200 && body == "ok\n")
+        http_get_addr(&format!("{}:8080", pod.ip), "/index.html")
+            .is_ok_and(|(code, body)| code == 200 && body == "ok\n")
     });
 }
 
@@ -338,7 +348,9 @@ fn dead_runtime_is_reported_and_staticlet_converges_when_it_returns() {
     d.start();
     d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
     d.wait_until("the missing runtime is reported", Duration::from_secs(20), |d| {
-        d.status().runtime_error.is_some_and(|e| e.contains(&socket.display().to_string()) || e.contains("ListPodSandbox"))
+        d.status()
+            .runtime_error
+            .is_some_and(|e| e.contains(&socket.display().to_string()) || e.contains("ListPodSandbox"))
     });
     assert_eq!(http_get_addr(&format!("127.0.0.1:{}", d.status_port), "/readyz").unwrap().0, 503);
     assert!(d.exit_status().is_none(), "staticlet keeps running without a runtime");

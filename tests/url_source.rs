@@ -51,8 +51,14 @@ impl Server {
                     *h.lock().unwrap() = lines;
                     let answer = a.lock().unwrap().clone();
                     let _ = match answer {
-                        Answer::Body(body) => write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
-                        Answer::Status(code) => write!(stream, "HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                        Answer::Body(body) => write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Answer::Status(code) => {
+                            write!(stream, "HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        }
                         Answer::Endless => {
                             let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
                             let chunk = vec![b'#'; 64 * 1024];
@@ -107,7 +113,10 @@ fn url_pods_run_and_survive_every_kind_of_bad_answer() {
     d.wait_for_running("b");
     assert_eq!(a.source, format!("http:http://127.0.0.1:{}/pods", server.port));
     let headers = server.headers.lock().unwrap().clone();
-    assert!(headers.contains(&"x-node: test".to_owned()) || headers.iter().any(|h| h.eq_ignore_ascii_case("x-node: test")), "{headers:?}");
+    assert!(
+        headers.contains(&"x-node: test".to_owned()) || headers.iter().any(|h| h.eq_ignore_ascii_case("x-node: test")),
+        "{headers:?}"
+    );
     assert!(headers.iter().any(|h| h.eq_ignore_ascii_case("x-token: abc")), "{headers:?}");
     let containers = running_container_ids(&a.uid);
 

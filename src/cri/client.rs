@@ -90,8 +90,14 @@ impl Runtime {
     }
 
     pub async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
-        call!(self, runtime, stop_pod_sandbox, "StopPodSandbox", api::StopPodSandboxRequest { pod_sandbox_id: id.into() })
-            .map(drop)
+        call!(
+            self,
+            runtime,
+            stop_pod_sandbox,
+            "StopPodSandbox",
+            api::StopPodSandboxRequest { pod_sandbox_id: id.into() }
+        )
+        .map(drop)
     }
 
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {

@@ -147,7 +147,12 @@ impl Observer {
                         tracing::warn!(error = %message, "container runtime unavailable; pods keep running, retrying");
                     }
                     last_error = Some(message.clone());
-                    RuntimeSnapshot { covers, listed: previous.listed, error: Some(message), pods: previous.pods.clone() }
+                    RuntimeSnapshot {
+                        covers,
+                        listed: previous.listed,
+                        error: Some(message),
+                        pods: previous.pods.clone(),
+                    }
                 }
             };
             // Subscribers wake only for news: a change, or an answer to a refresh request. An

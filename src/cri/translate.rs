@@ -7,8 +7,8 @@ use std::{
 
 use k8s_cri::v1::{
     self as api, Capability, ContainerMetadata, Int64Value, KeyValue, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
-    NamespaceOption, PodSandboxMetadata, PortMapping, Protocol,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxMetadata, PortMapping, Protocol,
 };
 use k8s_openapi::api::core::v1::Container;
 
@@ -66,7 +66,7 @@ pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt:
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect();
-    let privileged = spec.containers.iter().any(|c| privileged(c));
+    let privileged = spec.containers.iter().any(privileged);
     api::PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: pod.name().into(),
@@ -92,7 +92,12 @@ pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt:
     }
 }
 
-pub fn container_config(pod: &StaticPod, node: &str, container: &Container, ctx: &ContainerContext) -> api::ContainerConfig {
+pub fn container_config(
+    pod: &StaticPod,
+    node: &str,
+    container: &Container,
+    ctx: &ContainerContext,
+) -> api::ContainerConfig {
     let env = environment(pod, node, container, ctx.pod_ip);
     let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, &lookup)).collect();
@@ -325,7 +330,9 @@ spec:
     #[test]
     fn expansion_follows_kubernetes_rules() {
         let vars = HashMap::from([("A", "1")]);
-        for (input, out) in [("$(A)", "1"), ("$$(A)", "$(A)"), ("$(B)", "$(B)"), ("x$", "x$"), ("$(A", "$(A"), ("a$(A)b", "a1b")] {
+        for (input, out) in
+            [("$(A)", "1"), ("$$(A)", "$(A)"), ("$(B)", "$(B)"), ("x$", "x$"), ("$(A", "$(A"), ("a$(A)b", "a1b")]
+        {
             assert_eq!(expand(input, &vars), out, "{input}");
         }
     }

@@ -186,11 +186,8 @@ pub(super) fn build(document: &Value, mut pod: Pod, node: &str, origin: &Origin)
     apply_spec_defaults(spec);
     if origin.kind == SourceKind::File {
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-        let no_execute = Toleration {
-            operator: Some("Exists".into()),
-            effect: Some("NoExecute".into()),
-            ..Default::default()
-        };
+        let no_execute =
+            Toleration { operator: Some("Exists".into()), effect: Some("NoExecute".into()), ..Default::default() };
         if !tolerations.contains(&no_execute) {
             tolerations.push(no_execute);
         }

@@ -3,9 +3,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::{
-    FieldError, ManifestError, Origin, StaticPod, identity, validate::validate_pod,
-};
+use super::{FieldError, ManifestError, Origin, StaticPod, identity, validate::validate_pod};
 
 /// kubelet's limit for one manifest (`maxConfigLength`), kept so a file that works with kubelet
 /// works here and a runaway file cannot exhaust memory.
@@ -50,12 +48,8 @@ pub fn parse_manifest(bytes: &[u8], origin: &Origin, node: &str) -> Result<Vec<S
 /// Splits the text into documents. JSON is tried first when the text looks like JSON, so its
 /// errors speak JSON; everything else is YAML (of which JSON is a subset anyway).
 fn documents(text: &str, location: &str) -> Result<Vec<Value>, ManifestError> {
-    let syntax = |line, column, message: String| ManifestError::Syntax {
-        location: location.to_owned(),
-        line,
-        column,
-        message,
-    };
+    let syntax =
+        |line, column, message: String| ManifestError::Syntax { location: location.to_owned(), line, column, message };
     if text.trim_start().starts_with('{') {
         return serde_json::from_str::<Value>(text)
             .map(|v| vec![v])
@@ -70,11 +64,7 @@ fn documents(text: &str, location: &str) -> Result<Vec<Value>, ManifestError> {
 }
 
 /// The Pod objects in one document: the document itself, or the items of a PodList.
-fn pod_objects(
-    document: Value,
-    location: &str,
-    doc: usize,
-) -> Result<Vec<(Option<usize>, Value)>, ManifestError> {
+fn pod_objects(document: Value, location: &str, doc: usize) -> Result<Vec<(Option<usize>, Value)>, ManifestError> {
     let kind_error = |found: String| ManifestError::Kind { location: location.to_owned(), doc, found };
     let Value::Object(map) = &document else {
         return Err(kind_error(format!("a {}", json_type(&document))));
@@ -102,7 +92,11 @@ fn pod_objects(
                 .enumerate()
                 .map(|(i, item)| {
                     let is_pod = item.get("kind").and_then(Value::as_str).is_none_or(|k| k == "Pod");
-                    if is_pod { Ok((Some(i), item)) } else { Err(kind_error(format!("items[{i}]: {}", describe(&item)))) }
+                    if is_pod {
+                        Ok((Some(i), item))
+                    } else {
+                        Err(kind_error(format!("items[{i}]: {}", describe(&item))))
+                    }
                 })
                 .collect()
         }
@@ -199,14 +193,32 @@ mod tests {
         for (text, expected) in [
             ("apiVersion: v1\nkind: Pod\nmetadata:\n\tname: web\n", "/m/web.yaml: line 4, column"),
             ("kind: Pod\nmetadata: {name: [\n", "/m/web.yaml: line"),
-            ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n", "document 1: a apps/v1 Deployment is not a static pod"),
-            ("apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n", "document 1: metadata.name: required"),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+                "document 1: a apps/v1 Deployment is not a static pod",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i:1}]}\n",
+                "document 1: metadata.name: required",
+            ),
             ("apiVersion: v1\nmetadata: {name: web}\n", "document 1: kind: required"),
             ("kind: Pod\nmetadata: {name: web}\n", "document 1: apiVersion: required"),
-            (&format!("{POD}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: x}}\nspec: {{containers: []}}\n"), "document 2: spec.containers: at least one container is required"),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: i, ports: [{containerPort: http}]}]}\n", "document 1: spec.containers[0].ports[0].containerPort: invalid type"),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {name: Web_1}\nspec: {containers: [{name: c, image: i:1}]}\n", "metadata.name: \"Web_1-node-1\" (with the node name appended) must consist of"),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c}]}\n", "spec.containers[0].image: required"),
+            (
+                &format!("{POD}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: x}}\nspec: {{containers: []}}\n"),
+                "document 2: spec.containers: at least one container is required",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: i, ports: [{containerPort: http}]}]}\n",
+                "document 1: spec.containers[0].ports[0].containerPort: invalid type",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: Web_1}\nspec: {containers: [{name: c, image: i:1}]}\n",
+                "metadata.name: \"Web_1-node-1\" (with the node name appended) must consist of",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c}]}\n",
+                "spec.containers[0].image: required",
+            ),
             ("", "/m/web.yaml: empty manifest"),
             ("---\n", "/m/web.yaml: empty manifest"),
             ("- 1\n- 2\n", "document 1: a list is not a static pod"),
@@ -219,12 +231,36 @@ mod tests {
     #[test]
     fn api_object_references_are_refused_with_the_reason() {
         for (spec, field, kind) in [
-            ("serviceAccountName: builder, containers: [{name: c, image: i:1}]", "spec.serviceAccountName", "ServiceAccount"),
-            ("containers: [{name: c, image: i:1}], volumes: [{name: s, secret: {secretName: x}}]", "spec.volumes[0]", "Secret"),
-            ("containers: [{name: c, image: i:1}], volumes: [{name: s, configMap: {name: x}}]", "spec.volumes[0]", "ConfigMap"),
-            ("containers: [{name: c, image: i:1}], volumes: [{name: s, persistentVolumeClaim: {claimName: x}}]", "spec.volumes[0]", "PersistentVolumeClaim"),
-            ("containers: [{name: c, image: i:1, env: [{name: A, valueFrom: {secretKeyRef: {name: x, key: k}}}]}]", "spec.containers[0].env[0].valueFrom", "Secret"),
-            ("containers: [{name: c, image: i:1, envFrom: [{configMapRef: {name: x}}]}]", "spec.containers[0].envFrom[0]", "ConfigMap"),
+            (
+                "serviceAccountName: builder, containers: [{name: c, image: i:1}]",
+                "spec.serviceAccountName",
+                "ServiceAccount",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: s, secret: {secretName: x}}]",
+                "spec.volumes[0]",
+                "Secret",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: s, configMap: {name: x}}]",
+                "spec.volumes[0]",
+                "ConfigMap",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: s, persistentVolumeClaim: {claimName: x}}]",
+                "spec.volumes[0]",
+                "PersistentVolumeClaim",
+            ),
+            (
+                "containers: [{name: c, image: i:1, env: [{name: A, valueFrom: {secretKeyRef: {name: x, key: k}}}]}]",
+                "spec.containers[0].env[0].valueFrom",
+                "Secret",
+            ),
+            (
+                "containers: [{name: c, image: i:1, envFrom: [{configMapRef: {name: x}}]}]",
+                "spec.containers[0].envFrom[0]",
+                "ConfigMap",
+            ),
         ] {
             let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
             assert!(message.contains(&format!("{field}: references the API object kind {kind}")), "{message}");

@@ -24,10 +24,10 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
             }
         }
     }
-    if let Some(ns) = pod.metadata.namespace.as_deref() {
-        if let Some(problem) = dns_label_problem(ns) {
-            err("metadata.namespace".into(), format!("{ns:?} {problem}"));
-        }
+    if let Some(ns) = pod.metadata.namespace.as_deref()
+        && let Some(problem) = dns_label_problem(ns)
+    {
+        err("metadata.namespace".into(), format!("{ns:?} {problem}"));
     }
     let Some(spec) = &pod.spec else {
         err("spec".into(), "required".into());
@@ -52,10 +52,10 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
     if spec.init_containers.as_ref().is_some_and(|s| !s.is_empty()) {
         err("spec.initContainers".into(), "not supported by staticlet yet".into());
     }
-    if let Some(policy) = spec.restart_policy.as_deref() {
-        if !["Always", "OnFailure", "Never"].contains(&policy) {
-            err("spec.restartPolicy".into(), format!("{policy:?} is not one of Always, OnFailure, Never"));
-        }
+    if let Some(policy) = spec.restart_policy.as_deref()
+        && !["Always", "OnFailure", "Never"].contains(&policy)
+    {
+        err("spec.restartPolicy".into(), format!("{policy:?} is not one of Always, OnFailure, Never"));
     }
 
     let mut volume_names = HashSet::new();
@@ -91,7 +91,8 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
 /// hostPath and emptyDir are what a node can provide on its own; the rest need an API server or a
 /// volume plugin staticlet does not have.
 fn volume_source(volume: &Volume) -> Result<(), String> {
-    let api_reference = |kind: &str| Err(format!("references the API object kind {kind}, which a static pod cannot use"));
+    let api_reference =
+        |kind: &str| Err(format!("references the API object kind {kind}, which a static pod cannot use"));
     if volume.host_path.is_some() || volume.empty_dir.is_some() {
         return Ok(());
     }
@@ -121,24 +122,27 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
     if container.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
         out.push(("image".into(), "required".into()));
     }
-    if let Some(policy) = container.image_pull_policy.as_deref() {
-        if !["Always", "IfNotPresent", "Never"].contains(&policy) {
-            out.push(("imagePullPolicy".into(), format!("{policy:?} is not one of Always, IfNotPresent, Never")));
-        }
+    if let Some(policy) = container.image_pull_policy.as_deref()
+        && !["Always", "IfNotPresent", "Never"].contains(&policy)
+    {
+        out.push(("imagePullPolicy".into(), format!("{policy:?} is not one of Always, IfNotPresent, Never")));
     }
     for (j, port) in container.ports.iter().flatten().enumerate() {
         if !(1..=65535).contains(&port.container_port) {
-            out.push((format!("ports[{j}].containerPort"), format!("{} is not between 1 and 65535", port.container_port)));
+            out.push((
+                format!("ports[{j}].containerPort"),
+                format!("{} is not between 1 and 65535", port.container_port),
+            ));
         }
-        if let Some(host_port) = port.host_port {
-            if !(0..=65535).contains(&host_port) {
-                out.push((format!("ports[{j}].hostPort"), format!("{host_port} is not between 0 and 65535")));
-            }
+        if let Some(host_port) = port.host_port
+            && !(0..=65535).contains(&host_port)
+        {
+            out.push((format!("ports[{j}].hostPort"), format!("{host_port} is not between 0 and 65535")));
         }
-        if let Some(protocol) = port.protocol.as_deref() {
-            if !["TCP", "UDP", "SCTP"].contains(&protocol) {
-                out.push((format!("ports[{j}].protocol"), format!("{protocol:?} is not one of TCP, UDP, SCTP")));
-            }
+        if let Some(protocol) = port.protocol.as_deref()
+            && !["TCP", "UDP", "SCTP"].contains(&protocol)
+        {
+            out.push((format!("ports[{j}].protocol"), format!("{protocol:?} is not one of TCP, UDP, SCTP")));
         }
     }
     for (j, env) in container.env.iter().flatten().enumerate() {
@@ -150,7 +154,14 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
             out.push((field, "references the API object kind ConfigMap, which a static pod cannot use".into()));
         } else if let Some(field_ref) = &from.field_ref {
             if !SUPPORTED_FIELD_REFS.contains(&field_ref.field_path.as_str()) {
-                out.push((format!("{field}.fieldRef.fieldPath"), format!("{:?} is not supported (supported: {})", field_ref.field_path, SUPPORTED_FIELD_REFS.join(", "))));
+                out.push((
+                    format!("{field}.fieldRef.fieldPath"),
+                    format!(
+                        "{:?} is not supported (supported: {})",
+                        field_ref.field_path,
+                        SUPPORTED_FIELD_REFS.join(", ")
+                    ),
+                ));
             }
         } else {
             out.push((field, "only fieldRef is supported".into()));
@@ -158,14 +169,20 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
     }
     for (j, env_from) in container.env_from.iter().flatten().enumerate() {
         let kind = if env_from.secret_ref.is_some() { "Secret" } else { "ConfigMap" };
-        out.push((format!("envFrom[{j}]"), format!("references the API object kind {kind}, which a static pod cannot use")));
+        out.push((
+            format!("envFrom[{j}]"),
+            format!("references the API object kind {kind}, which a static pod cannot use"),
+        ));
     }
     for (j, mount) in container.volume_mounts.iter().flatten().enumerate() {
         if !volumes.contains(mount.name.as_str()) {
             out.push((format!("volumeMounts[{j}].name"), format!("no volume named {:?}", mount.name)));
         }
         if !mount.mount_path.starts_with('/') {
-            out.push((format!("volumeMounts[{j}].mountPath"), format!("{:?} must be an absolute path", mount.mount_path)));
+            out.push((
+                format!("volumeMounts[{j}].mountPath"),
+                format!("{:?} must be an absolute path", mount.mount_path),
+            ));
         }
     }
     out

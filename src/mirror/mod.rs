@@ -27,9 +27,12 @@ pub enum MirrorError {
 impl MirrorError {
     pub fn api(verb: &'static str, object: String, error: kube::Error) -> Self {
         match error {
-            kube::Error::Api(status) => {
-                Self::Api { verb, object, code: Some(status.code), message: format!("{} ({})", status.message, status.reason) }
-            }
+            kube::Error::Api(status) => Self::Api {
+                verb,
+                object,
+                code: Some(status.code),
+                message: format!("{} ({})", status.message, status.reason),
+            },
             other => Self::Api { verb, object, code: None, message: describe(&other) },
         }
     }

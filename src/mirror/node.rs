@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::{
         coordination::v1::{Lease, LeaseSpec},
-        core::v1::{Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint, DaemonEndpoint},
+        core::v1::{
+            DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+            NodeSystemInfo, Taint,
+        },
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -86,7 +89,10 @@ pub fn node_object(facts: &NodeFacts) -> Node {
             labels: Some(BTreeMap::from([
                 ("kubernetes.io/hostname".into(), facts.name.clone()),
                 ("kubernetes.io/os".into(), "linux".into()),
-                ("kubernetes.io/arch".into(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+                (
+                    "kubernetes.io/arch".into(),
+                    std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+                ),
             ])),
             ..Default::default()
         },
@@ -203,7 +209,11 @@ pub async fn renew_lease(client: &Client, node: &str, node_uid: &str) -> Result<
                     ..Default::default()
                 }),
             };
-            leases.create(&PostParams::default(), &lease).await.map(drop).map_err(|e| MirrorError::api("create", format!("lease {LEASE_NAMESPACE}/{node}"), e))
+            leases
+                .create(&PostParams::default(), &lease)
+                .await
+                .map(drop)
+                .map_err(|e| MirrorError::api("create", format!("lease {LEASE_NAMESPACE}/{node}"), e))
         }
         Err(e) => Err(MirrorError::api("patch", format!("lease {LEASE_NAMESPACE}/{node}"), e)),
     }

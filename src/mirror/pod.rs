@@ -107,7 +107,11 @@ pub fn status_of(pod: &StaticPod, view: Option<&PodView>, host_ip: &str) -> PodS
         condition("PodReadyToStartContainers", sandbox, None),
         condition("Initialized", true, None),
         condition("Ready", all_ready && !finished, Some(if finished { "PodCompleted" } else { "ContainersNotReady" })),
-        condition("ContainersReady", all_ready && !finished, Some(if finished { "PodCompleted" } else { "ContainersNotReady" })),
+        condition(
+            "ContainersReady",
+            all_ready && !finished,
+            Some(if finished { "PodCompleted" } else { "ContainersNotReady" }),
+        ),
         condition("PodScheduled", true, None),
     ];
     let time = |s: &Option<String>| s.as_deref().and_then(|t| t.parse().ok()).map(Time);
@@ -173,14 +177,18 @@ pub fn status_of(pod: &StaticPod, view: Option<&PodView>, host_ip: &str) -> PodS
 
 fn qos_class(pod: &StaticPod) -> &'static str {
     let resources: Vec<_> = pod.spec().containers.iter().map(|c| c.resources.clone().unwrap_or_default()).collect();
-    let none = resources.iter().all(|r| r.requests.as_ref().is_none_or(|m| m.is_empty()) && r.limits.as_ref().is_none_or(|m| m.is_empty()));
+    let none = resources
+        .iter()
+        .all(|r| r.requests.as_ref().is_none_or(|m| m.is_empty()) && r.limits.as_ref().is_none_or(|m| m.is_empty()));
     if none {
         return "BestEffort";
     }
     let guaranteed = resources.iter().all(|r| {
         let limits = r.limits.clone().unwrap_or_default();
         let requests = r.requests.clone().unwrap_or_default();
-        ["cpu", "memory"].iter().all(|k| limits.contains_key(*k) && requests.get(*k).is_none_or(|q| Some(q) == limits.get(*k)))
+        ["cpu", "memory"]
+            .iter()
+            .all(|k| limits.contains_key(*k) && requests.get(*k).is_none_or(|q| Some(q) == limits.get(*k)))
     });
     if guaranteed { "Guaranteed" } else { "Burstable" }
 }
@@ -200,11 +208,16 @@ pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
             c.last_transition_time = None;
             c.last_probe_time = None;
         }
-        s.conditions.as_mut().map(|c| c.sort_by(|a, b| a.type_.cmp(&b.type_)));
+        if let Some(c) = s.conditions.as_mut() {
+            c.sort_by(|a, b| a.type_.cmp(&b.type_))
+        }
         second(&mut s.start_time);
         for c in s.container_statuses.iter_mut().flatten() {
             // The API server turns an absent lastState into an empty one.
-            if c.last_state.as_ref().is_some_and(|l| l.running.is_none() && l.terminated.is_none() && l.waiting.is_none()) {
+            if c.last_state
+                .as_ref()
+                .is_some_and(|l| l.running.is_none() && l.terminated.is_none() && l.waiting.is_none())
+            {
                 c.last_state = None;
             }
             for state in [c.state.as_mut(), c.last_state.as_mut()].into_iter().flatten() {
@@ -228,7 +241,11 @@ pub fn status_patch(mirror_uid: Option<&str>, status: &PodStatus) -> serde_json:
     let mut body = serde_json::json!({ "metadata": { "uid": mirror_uid }, "status": status });
     for condition in body["status"]["conditions"].as_array_mut().into_iter().flatten() {
         for field in ["reason", "message"] {
-            condition.as_object_mut().expect("a condition is an object").entry(field).or_insert(serde_json::Value::Null);
+            condition
+                .as_object_mut()
+                .expect("a condition is an object")
+                .entry(field)
+                .or_insert(serde_json::Value::Null);
         }
     }
     body
@@ -244,7 +261,8 @@ mod tests {
         let status = status_of(&static_pod(), None, "10.0.0.1");
         let body = status_patch(Some("u1"), &status);
         assert_eq!(body["metadata"]["uid"], "u1");
-        let ready = body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap();
+        let ready =
+            body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap();
         assert!(ready.get("reason").is_some_and(|r| r.is_null()));
     }
 
@@ -263,7 +281,10 @@ mod tests {
         assert_eq!(meta.labels.as_ref().unwrap()["role"], "myrole");
         let owners = meta.owner_references.as_ref().unwrap();
         assert_eq!(owners.len(), 1);
-        assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()), ("Node", "n1", "node-uid"));
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()),
+            ("Node", "n1", "node-uid")
+        );
         assert_eq!(owners[0].controller, Some(true));
         assert_eq!(owners[0].block_owner_deletion, None);
         assert!(meta.uid.is_none(), "the API server assigns the mirror's UID");

@@ -71,7 +71,8 @@ impl MirrorSync {
     ) -> Result<Self, MirrorError> {
         let path = settings.kubeconfig.display().to_string();
         let invalid = |message: String| MirrorError::Kubeconfig { path: path.clone(), message };
-        let kubeconfig = kube::config::Kubeconfig::read_from(&settings.kubeconfig).map_err(|e| invalid(e.to_string()))?;
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&settings.kubeconfig).map_err(|e| invalid(e.to_string()))?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .map_err(|e| invalid(e.to_string()))?;
@@ -158,8 +159,16 @@ impl MirrorSync {
                                     uid: Some(node_name.clone()),
                                     ..Default::default()
                                 };
-                                let ev = event(node_ref, &node_name, true, "FailedMirrorPod", &format!("mirror of {full} refused: {message}"));
-                                let _ = Api::<Event>::namespaced(self.client.clone(), "default").create(&PostParams::default(), &ev).await;
+                                let ev = event(
+                                    node_ref,
+                                    &node_name,
+                                    true,
+                                    "FailedMirrorPod",
+                                    &format!("mirror of {full} refused: {message}"),
+                                );
+                                let _ = Api::<Event>::namespaced(self.client.clone(), "default")
+                                    .create(&PostParams::default(), &ev)
+                                    .await;
                             }
                             last_error.insert(full.clone(), message);
                         }
@@ -191,7 +200,10 @@ impl MirrorSync {
                     tracing::info!(pod = %full, reason, "replacing mirror pod");
                     let params = DeleteParams {
                         grace_period_seconds: Some(0),
-                        preconditions: Some(Preconditions { uid: existing.metadata.uid.clone(), resource_version: None }),
+                        preconditions: Some(Preconditions {
+                            uid: existing.metadata.uid.clone(),
+                            resource_version: None,
+                        }),
                         ..Default::default()
                     };
                     match api.delete(pod.name(), &params).await {
@@ -288,7 +300,9 @@ impl MirrorSync {
             match Api::<Pod>::namespaced(self.client.clone(), &ns).delete(&name, &params).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => tracing::warn!(pod = %full, error = %MirrorError::api("delete", format!("pod {full}"), e), "deleting orphan mirror failed"),
+                Err(e) => {
+                    tracing::warn!(pod = %full, error = %MirrorError::api("delete", format!("pod {full}"), e), "deleting orphan mirror failed")
+                }
             }
         }
     }
@@ -308,7 +322,9 @@ impl MirrorSync {
             ..Default::default()
         };
         let ev = event(involved, &self.settings.node, e.warning, e.reason, &e.message);
-        if let Err(err) = Api::<Event>::namespaced(self.client.clone(), &e.namespace).create(&PostParams::default(), &ev).await {
+        if let Err(err) =
+            Api::<Event>::namespaced(self.client.clone(), &e.namespace).create(&PostParams::default(), &ev).await
+        {
             tracing::debug!(error = %super::describe(&err), "posting event failed");
         }
     }
@@ -316,7 +332,12 @@ impl MirrorSync {
 
 /// Registers the Node (again, whenever it disappears), renews its Lease every 10 s and posts its
 /// status every minute. Publishes the Node's UID for mirror owner references.
-async fn keep_node(client: Client, facts: NodeFacts, uid_tx: watch::Sender<Option<String>>, shutdown: CancellationToken) {
+async fn keep_node(
+    client: Client,
+    facts: NodeFacts,
+    uid_tx: watch::Sender<Option<String>>,
+    shutdown: CancellationToken,
+) {
     let mut last_status: Option<Instant> = None;
     let mut failing: Option<String> = None;
     loop {

@@ -42,9 +42,17 @@ impl Metrics {
         registry.register("kubelet_running_pods", "Pods with a running sandbox", running_pods.clone());
         registry.register("kubelet_running_containers", "Containers by state", running_containers.clone());
         registry.register("staticlet_containers_started", "Containers started", containers_started.clone());
-        registry.register("staticlet_container_restarts", "Containers restarted after they exited", container_restarts.clone());
+        registry.register(
+            "staticlet_container_restarts",
+            "Containers restarted after they exited",
+            container_restarts.clone(),
+        );
         registry.register("staticlet_sandboxes_started", "Pod sandboxes started", sandboxes_started.clone());
-        registry.register("staticlet_manifest_errors", "Manifests that currently fail to load", manifest_errors.clone());
+        registry.register(
+            "staticlet_manifest_errors",
+            "Manifests that currently fail to load",
+            manifest_errors.clone(),
+        );
         Self {
             registry,
             desired_pods,

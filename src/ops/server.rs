@@ -82,7 +82,9 @@ async fn metrics(State(state): State<ServerState>) -> ([(&'static str, &'static 
     let snapshot = state.observer.latest();
     let m = &state.metrics;
     m.running_pods.set(snapshot.pods.values().filter(|p| p.ready_sandbox().is_some()).count() as i64);
-    for (label, wanted) in [("running", ContainerState::Running), ("exited", ContainerState::Exited), ("created", ContainerState::Created)] {
+    for (label, wanted) in
+        [("running", ContainerState::Running), ("exited", ContainerState::Exited), ("created", ContainerState::Created)]
+    {
         let count = snapshot.pods.values().flat_map(|p| &p.containers).filter(|c| c.state == wanted).count();
         m.running_containers.get_or_create(&vec![("container_state".into(), label.into())]).set(count as i64);
     }

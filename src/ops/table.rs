@@ -10,7 +10,8 @@ pub fn render_pods(status: &LocalStatus, now: SystemTime) -> String {
     if status.pods.is_empty() && status.manifest_errors.is_empty() && status.runtime_error.is_none() {
         return format!("No static pods on node {}.\n", status.node);
     }
-    let mut rows = vec![["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"].map(String::from).to_vec()];
     for pod in &status.pods {
         // AGE is the running sandbox's age when there is one: config.seen restarts with staticlet.
         let age = pod
@@ -100,14 +101,26 @@ mod tests {
         let now = SystemTime::from("2026-01-01T01:00:00Z".parse::<jiff::Timestamp>().unwrap());
         let out = render_pods(&status, now);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"]);
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["default", "web-n1", "1/1", "Running", "2", "60s", "<host>", "file:/m/web.yaml"]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "SOURCE"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["default", "web-n1", "1/1", "Running", "2", "60s", "<host>", "file:/m/web.yaml"]
+        );
         assert!(out.contains("PROBLEMS\n  web-n1: no mirror pod: refused\n  /m/bad.yaml: empty manifest\n"), "{out}");
     }
 
     #[test]
     fn empty_node_says_so() {
-        let status = LocalStatus { node: "n1".into(), runtime_endpoint: String::new(), runtime_error: None, pods: vec![], manifest_errors: vec![] };
+        let status = LocalStatus {
+            node: "n1".into(),
+            runtime_endpoint: String::new(),
+            runtime_error: None,
+            pods: vec![],
+            manifest_errors: vec![],
+        };
         assert_eq!(render_pods(&status, SystemTime::now()), "No static pods on node n1.\n");
     }
 }

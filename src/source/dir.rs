@@ -38,13 +38,33 @@ pub enum FileClass {
 /// Which directory entries are manifests. Pure, so the list is a table test.
 pub fn classify(name: &str) -> FileClass {
     const LEFTOVERS: &[&str] = &[
-        "~", ".swp", ".swo", ".swx", ".bak", ".orig", ".rej", ".tmp", ".old", ".save", ".dpkg-old", ".dpkg-new",
-        ".dpkg-dist", ".dpkg-tmp", ".dpkg-bak", ".rpmnew", ".rpmsave", ".rpmorig",
+        "~",
+        ".swp",
+        ".swo",
+        ".swx",
+        ".bak",
+        ".orig",
+        ".rej",
+        ".tmp",
+        ".old",
+        ".save",
+        ".dpkg-old",
+        ".dpkg-new",
+        ".dpkg-dist",
+        ".dpkg-tmp",
+        ".dpkg-bak",
+        ".rpmnew",
+        ".rpmsave",
+        ".rpmorig",
     ];
     if name.starts_with('.') {
         return FileClass::Skip("hidden file");
     }
-    if name.starts_with('#') || LEFTOVERS.iter().any(|s| name.ends_with(s)) || name.contains(".ucf-") || name.contains(".dpkg-") {
+    if name.starts_with('#')
+        || LEFTOVERS.iter().any(|s| name.ends_with(s))
+        || name.contains(".ucf-")
+        || name.contains(".dpkg-")
+    {
         return FileClass::Skip("editor or package-manager leftover");
     }
     if [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
@@ -140,11 +160,12 @@ fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::Recomme
 /// Whether an event ends a change (rescan now) or is part of one still going on (wait a little).
 fn settles(kind: &notify::EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_)
+    )
 }
 
 /// Reads the manifest path once: a directory of manifests, a single file, or nothing.
@@ -230,7 +251,11 @@ fn read_once(path: &Path, origin: &Origin, node: &str) -> Result<Vec<crate::mani
         return Err(read_error("not a regular file".into()));
     }
     if metadata.len() > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge { location: location.clone(), size: metadata.len(), limit: MAX_MANIFEST_BYTES });
+        return Err(ManifestError::TooLarge {
+            location: location.clone(),
+            size: metadata.len(),
+            limit: MAX_MANIFEST_BYTES,
+        });
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -269,7 +294,11 @@ mod tests {
     #[test]
     fn scan_reads_sorted_manifests_and_skips_the_rest_once() {
         let dir = tempfile::tempdir().unwrap();
-        let pod = |name: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i:1}}]}}\n");
+        let pod = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i:1}}]}}\n"
+            )
+        };
         std::fs::write(dir.path().join("b.yaml"), pod("b")).unwrap();
         std::fs::write(dir.path().join("a.json"), r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}"#).unwrap();
         std::fs::write(dir.path().join("b.yaml.bak"), pod("b")).unwrap();

@@ -64,7 +64,10 @@ impl UrlSource {
                             tracing::warn!(url = %self.url, "manifest URL answered with an empty body: no URL pods");
                             vec![]
                         } else {
-                            vec![Manifest { origin: origin.clone(), result: parse_manifest(&body, &origin, &self.node) }]
+                            vec![Manifest {
+                                origin: origin.clone(),
+                                result: parse_manifest(&body, &origin, &self.node),
+                            }]
                         };
                         last_body = Some(body);
                         let snapshot = SourceSnapshot { kind: SourceKind::Http, manifests, notes: vec![] };

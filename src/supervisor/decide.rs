@@ -181,7 +181,13 @@ mod tests {
         Exit { code, finished: at(secs), reason: String::new() }
     }
 
-    fn decide(policy: &str, rt: Option<RuntimePod>, exits: &[(&str, Exit)], backoff: &CrashBackoff, now: u64) -> Action {
+    fn decide(
+        policy: &str,
+        rt: Option<RuntimePod>,
+        exits: &[(&str, Exit)],
+        backoff: &CrashBackoff,
+        now: u64,
+    ) -> Action {
         let pod = pod(policy);
         let exits = exits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         next_action(&Inputs { pod: &pod, runtime: rt.as_ref(), exits: &exits, backoff, now: at(now) })
@@ -199,20 +205,19 @@ mod tests {
 
     #[test]
     fn new_pod_gets_a_sandbox() {
-        assert_eq!(decide("Always", None, &[], &CrashBackoff::default(), 0), Action::CreateSandbox {
-            attempt: 0,
-            stop: vec![]
-        });
+        assert_eq!(
+            decide("Always", None, &[], &CrashBackoff::default(), 0),
+            Action::CreateSandbox { attempt: 0, stop: vec![] }
+        );
     }
 
     #[test]
     fn containers_start_in_order_in_the_ready_sandbox() {
         let rt = RuntimePod { sandboxes: vec![sandbox("s1", true, 0)], ..Default::default() };
-        assert_eq!(decide("Always", Some(rt), &[], &CrashBackoff::default(), 0), Action::StartContainer {
-            sandbox_id: "s1".into(),
-            name: "a".into(),
-            restart_count: 0
-        });
+        assert_eq!(
+            decide("Always", Some(rt), &[], &CrashBackoff::default(), 0),
+            Action::StartContainer { sandbox_id: "s1".into(), name: "a".into(), restart_count: 0 }
+        );
     }
 
     #[test]
@@ -222,9 +227,10 @@ mod tests {
 
     #[test]
     fn exited_container_is_inspected_before_deciding() {
-        assert_eq!(decide("Always", Some(running_pod(Exited)), &[], &CrashBackoff::default(), 0), Action::InspectExit {
-            id: "b1".into()
-        });
+        assert_eq!(
+            decide("Always", Some(running_pod(Exited)), &[], &CrashBackoff::default(), 0),
+            Action::InspectExit { id: "b1".into() }
+        );
     }
 
     #[test]
@@ -238,7 +244,8 @@ mod tests {
             ("Never", 0, false),
             ("Never", 1, false),
         ] {
-            let action = decide(policy, Some(running_pod(Exited)), &[("b1", exit(code, 5))], &CrashBackoff::default(), 6);
+            let action =
+                decide(policy, Some(running_pod(Exited)), &[("b1", exit(code, 5))], &CrashBackoff::default(), 6);
             let expected = if restarted {
                 Action::StartContainer { sandbox_id: "s1".into(), name: "b".into(), restart_count: 1 }
             } else {
@@ -287,9 +294,10 @@ mod tests {
 
     #[test]
     fn created_but_unstarted_container_is_started() {
-        assert_eq!(decide("Always", Some(running_pod(Created)), &[], &CrashBackoff::default(), 0), Action::StartCreated {
-            id: "b1".into()
-        });
+        assert_eq!(
+            decide("Always", Some(running_pod(Created)), &[], &CrashBackoff::default(), 0),
+            Action::StartCreated { id: "b1".into() }
+        );
     }
 
     #[test]
@@ -299,9 +307,9 @@ mod tests {
         rt.containers.insert(0, container("a00", "s1", "a", Exited, 0));
         rt.containers.retain(|c| c.id != "a1");
         rt.containers.push(container("a2", "s1", "a", Running, 2));
-        assert_eq!(decide("Always", Some(rt), &[], &CrashBackoff::default(), 0), Action::Cleanup {
-            containers: vec!["a00".into(), "a0".into()],
-            sandboxes: vec![]
-        });
+        assert_eq!(
+            decide("Always", Some(rt), &[], &CrashBackoff::default(), 0),
+            Action::Cleanup { containers: vec!["a00".into(), "a0".into()], sandboxes: vec![] }
+        );
     }
 }

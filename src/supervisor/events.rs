@@ -34,7 +34,13 @@ impl Events {
 
     fn send(&self, pod: &StaticPod, warning: bool, reason: &'static str, message: String) {
         if let Some(tx) = &self.0 {
-            let _ = tx.send(PodEvent { namespace: pod.namespace().into(), pod: pod.name().into(), warning, reason, message });
+            let _ = tx.send(PodEvent {
+                namespace: pod.namespace().into(),
+                pod: pod.name().into(),
+                warning,
+                reason,
+                message,
+            });
         }
     }
 }

@@ -61,9 +61,10 @@ impl Manager {
 
     fn reconcile(&mut self, desired: &Desired, snapshot: &RuntimeSnapshot) {
         for handle in self.handles.iter().filter(|h| !h.terminate.is_cancelled()) {
-            let wanted = desired.pods.get(&handle.full_name).is_some_and(|d| {
-                d.pod.uid == handle.uid && Some(&d.pod.config_hash) == handle.config_hash.as_ref()
-            });
+            let wanted = desired
+                .pods
+                .get(&handle.full_name)
+                .is_some_and(|d| d.pod.uid == handle.uid && Some(&d.pod.config_hash) == handle.config_hash.as_ref());
             if !wanted {
                 handle.terminate.cancel();
             }
@@ -73,7 +74,14 @@ impl Manager {
                 continue; // running, or an older version still stopping
             }
             let pod = wanted.pod.clone();
-            let seen = pod.pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::manifest::ANNOTATION_CONFIG_SEEN)).cloned().unwrap_or_default();
+            let seen = pod
+                .pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::manifest::ANNOTATION_CONFIG_SEEN))
+                .cloned()
+                .unwrap_or_default();
             let terminate = CancellationToken::new();
             let ctx = self.ctx.clone();
             let (uid, hash) = (pod.uid.clone(), pod.config_hash.clone());
@@ -87,9 +95,14 @@ impl Manager {
                 .values()
                 .filter(|rt| !known.contains(rt.uid.as_str()))
                 .filter(|rt| {
-                    let origin = rt.latest_sandbox().and_then(|s| s.annotations.get(labels::ORIGIN)).and_then(|o| parse_origin(o));
+                    let origin = rt
+                        .latest_sandbox()
+                        .and_then(|s| s.annotations.get(labels::ORIGIN))
+                        .and_then(|o| parse_origin(o));
                     match origin {
-                        Some(origin) => desired.seen_sources.contains(&origin.kind) && !desired.broken.contains(&origin),
+                        Some(origin) => {
+                            desired.seen_sources.contains(&origin.kind) && !desired.broken.contains(&origin)
+                        }
                         None => true, // ours (node label) but unattributable: nothing can want it
                     }
                 })

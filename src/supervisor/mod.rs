@@ -18,7 +18,10 @@ use std::{
 pub use manager::Manager;
 pub use status::PodView;
 
-use crate::{cri::{Observer, Runtime}, ops::metrics::Metrics};
+use crate::{
+    cri::{Observer, Runtime},
+    ops::metrics::Metrics,
+};
 
 /// What every supervisor shares.
 pub struct Context {

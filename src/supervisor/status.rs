@@ -99,7 +99,8 @@ pub fn view(inputs: &ViewInputs) -> PodView {
                 if let Some(exit) = inputs.exits.get(&c.id) {
                     view.state = "Terminated".into();
                     view.exit_code = Some(exit.code);
-                    view.finished_at = Some(jiff::Timestamp::try_from(exit.finished).map(|t| t.to_string()).unwrap_or_default());
+                    view.finished_at =
+                        Some(jiff::Timestamp::try_from(exit.finished).map(|t| t.to_string()).unwrap_or_default());
                     view.reason = if exit.code == 0 { "Completed".into() } else { "Error".into() };
                     if inputs.backing_off.contains(&spec.name) {
                         view.state = "Waiting".into();
@@ -112,10 +113,10 @@ pub fn view(inputs: &ViewInputs) -> PodView {
             }
             _ => {}
         }
-        if let Some(reason) = inputs.waiting.get(&spec.name) {
-            if view.state == "Waiting" {
-                view.reason = reason.clone();
-            }
+        if let Some(reason) = inputs.waiting.get(&spec.name)
+            && view.state == "Waiting"
+        {
+            view.reason = reason.clone();
         }
         containers.push(view);
     }

@@ -140,7 +140,8 @@ impl Worker {
                         if self.announced_backoff != Some(*until) {
                             self.announced_backoff = Some(*until);
                             for name in &names {
-                                let message = format!("Back-off restarting failed container {name} in pod {}", self.pod.name());
+                                let message =
+                                    format!("Back-off restarting failed container {name} in pod {}", self.pod.name());
                                 self.ctx.events.warning(&self.pod, "BackOff", message);
                             }
                         }
@@ -212,9 +213,11 @@ impl Worker {
                 // relist until it shows (bounded; the periodic relist remains the backstop).
                 for _ in 0..50 {
                     let snapshot = observer.fresh().await;
-                    let running = snapshot.pods.values().flat_map(|p| &p.containers).any(|c| {
-                        c.id == id && c.state == crate::cri::ContainerState::Running
-                    });
+                    let running = snapshot
+                        .pods
+                        .values()
+                        .flat_map(|p| &p.containers)
+                        .any(|c| c.id == id && c.state == crate::cri::ContainerState::Running);
                     if !running {
                         return;
                     }
@@ -331,7 +334,8 @@ impl Worker {
 
     async fn start_container(&mut self, sandbox_id: &str, name: &str, restart_count: u32) -> Result<(), CriError> {
         let runtime = &self.ctx.runtime;
-        let container = self.pod.spec().containers.iter().find(|c| c.name == name).expect("decide names spec containers").clone();
+        let container =
+            self.pod.spec().containers.iter().find(|c| c.name == name).expect("decide names spec containers").clone();
         let image = container.image.clone().unwrap_or_default();
         let sandbox_config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0);
 
@@ -478,7 +482,8 @@ mod tests {
 
     #[test]
     fn reserved_name_error_names_the_holder() {
-        let message = r#"failed to reserve sandbox name "web_default_abc_0": name "web_default_abc_0" is reserved for "4f2a9c""#;
+        let message =
+            r#"failed to reserve sandbox name "web_default_abc_0": name "web_default_abc_0" is reserved for "4f2a9c""#;
         assert_eq!(reserved_holder(message), Some("4f2a9c"));
         assert_eq!(reserved_holder("something else"), None);
     }

@@ -25,9 +25,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 pub fn endpoint() -> String {
-    std::env::var("CONTAINER_RUNTIME_ENDPOINT").expect(
-        "CONTAINER_RUNTIME_ENDPOINT is not set: run `hack/testenv up` and `eval \"$(hack/testenv env)\"` first",
-    )
+    std::env::var("CONTAINER_RUNTIME_ENDPOINT")
+        .expect("CONTAINER_RUNTIME_ENDPOINT is not set: run `hack/testenv up` and `eval \"$(hack/testenv env)\"` first")
 }
 
 pub fn image() -> String {
@@ -65,7 +64,16 @@ impl Daemon {
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).unwrap();
         let logs = dir.path().join("logs");
-        Self { node: node_name(test), manifests, logs, status_port: free_port(), extra: vec![], endpoint: endpoint(), child: None, dir }
+        Self {
+            node: node_name(test),
+            manifests,
+            logs,
+            status_port: free_port(),
+            extra: vec![],
+            endpoint: endpoint(),
+            child: None,
+            dir,
+        }
     }
 
     pub fn args(&self) -> Vec<String> {
@@ -84,7 +92,8 @@ impl Daemon {
 
     pub fn start(&mut self) -> &mut Self {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("staticlet.log")).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("staticlet.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
             .args(self.args())
             .env("STATICLET_LOG", "info")
@@ -168,7 +177,9 @@ impl Daemon {
     }
 
     pub fn wait_for_pod(&self, name: &str, what: &str, mut check: impl FnMut(&PodView) -> bool) -> PodView {
-        self.wait_until(&format!("pod {name} is {what}"), Duration::from_secs(60), |d| d.pod(name).is_some_and(|p| check(&p)));
+        self.wait_until(&format!("pod {name} is {what}"), Duration::from_secs(60), |d| {
+            d.pod(name).is_some_and(|p| check(&p))
+        });
         self.pod(name).unwrap()
     }
 
@@ -226,9 +237,8 @@ fn unsafe_kill(pid: u32, signal: &str) {
 }
 
 pub fn http_get(port: u16, path: &str) -> Result<String, String> {
-    http_get_addr(&format!("127.0.0.1:{port}"), path).and_then(|(code, body)| {
-        if code == 200 { Ok(body) } else { Err(format!("HTTP {code}: {body}")) }
-    })
+    http_get_addr(&format!("127.0.0.1:{port}"), path)
+        .and_then(|(code, body)| if code == 200 { Ok(body) } else { Err(format!("HTTP {code}: {body}")) })
 }
 
 /// One bounded HTTP/1.0 GET; returns (status code, body).
