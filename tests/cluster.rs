@@ -48,15 +48,9 @@ impl Drop for Cleanup {
     }
 }
 
-fn web_pod(name: &str, port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: myrole}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, \"127.0.0.1:{port}\", -h, /etc]\n",
-        image = image()
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `kubectl get events` about one object (a pod or the Node) in namespace default.
+fn events_about(name: &str) -> String {
+    kubectl(&["get", "events", "-n", "default", "--field-selector", &format!("involvedObject.name={name}")]).1
 }
 
 fn mirror(d: &Daemon, name: &str) -> Option<Value> {
@@ -145,14 +139,7 @@ fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
 
     // Events reach kubectl.
     d.wait_until("Started is an event of the mirror", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            &format!("involvedObject.name=static-web-{}", d.node),
-        ]);
+        let out = events_about(&format!("static-web-{}", d.node));
         out.contains("Started") && out.contains("Created") && out.contains("Pulled")
     });
 }
@@ -208,14 +195,7 @@ fn crash_loop_and_removal_show_through_the_api() {
     let (_, out, _) = kubectl(&["get", "pod", &format!("crash-{}", d.node)]);
     assert!(out.contains("CrashLoopBackOff"), "{out}");
     d.wait_until("a BackOff event is posted", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            &format!("involvedObject.name=crash-{}", d.node),
-        ]);
+        let out = events_about(&format!("crash-{}", d.node));
         out.contains("BackOff")
     });
 
@@ -288,14 +268,7 @@ spec:
     assert!(out.contains("no mirror pod"), "{out}");
     assert!(mirror(&d, "denied").is_none());
     d.wait_until("a Node event names the refusal", Duration::from_secs(30), |d| {
-        let (_, out, _) = kubectl(&[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            &format!("involvedObject.name={}", d.node),
-        ]);
+        let out = events_about(&format!("{}", d.node));
         out.contains("FailedMirrorPod")
     });
     assert!(d.log().contains("mirror pod sync failed"), "{}", d.log());

@@ -7,17 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn web_pod(name: &str, port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: myrole}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, \"127.0.0.1:{port}\", -h, /etc]\n    ports: [{{containerPort: {port}}}]\n",
-        image = image()
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn manifest_written_runs_pod_with_kubelet_labels_and_serves_on_host_port() {
     let _serial = serial();

@@ -12,7 +12,6 @@ type Labels = Vec<(String, String)>;
 pub struct Metrics {
     registry: Registry,
     pub desired_pods: Gauge,
-    desired_pods_family: Family<Labels, Gauge>,
     pub running_pods: Gauge,
     pub running_containers: Family<Labels, Gauge>,
     pub containers_started: Counter,
@@ -56,7 +55,6 @@ impl Metrics {
         Self {
             registry,
             desired_pods,
-            desired_pods_family,
             running_pods,
             running_containers,
             containers_started,
@@ -67,7 +65,6 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
-        let _ = &self.desired_pods_family;
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -37,7 +37,8 @@ pub fn runtime() -> Runtime {
     Runtime::connect(&endpoint(), Duration::from_secs(30)).unwrap()
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -281,4 +282,12 @@ pub fn shell_pod(name: &str, script: &str, extra_spec: &str) -> String {
 
 pub fn path_str(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// static-web: busybox httpd on a host port, label role=myrole, 1 s grace.
+pub fn web_pod(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: myrole}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, \"127.0.0.1:{port}\", -h, /etc]\n    ports: [{{containerPort: {port}}}]\n",
+        image = image()
+    )
 }
