@@ -1,318 +1,420 @@
-//! Standalone latency and footprint, measured from the outside on the private containerd.
+//! Standalone latency and footprint of three systems on the same private containerd, one after
+//! another in the same run, each from a clean runtime, all timed by the same code from the outside
+//! (ListContainers through CRI), never from a system's own logs:
+//! - floor: the CRI calls staticlet makes, issued directly by this program with no daemon between
+//!   (RunPodSandbox, ImageStatus, CreateContainer, StartContainer; StopContainer, StopPodSandbox,
+//!   RemovePodSandbox to remove; stop-then-start to replace);
+//! - staticlet (release build), fed through its manifest directory;
+//! - kubelet (see support/kubelet.rs for its settings), fed through the same kind of directory.
 //!
-//! `cargo bench --bench standalone` (after `hack/testenv up` and `eval "$(hack/testenv env)"`)
-//! prints, each over N runs (median, p90, max):
-//! - floor: the CRI calls staticlet makes for a new pod (RunPodSandbox, ImageStatus,
-//!   CreateContainer, StartContainer), issued directly, no daemon in between;
-//! - staticlet: manifest renamed into the directory -> the runtime lists the container running;
-//! - floor restart: CreateContainer + StartContainer in the existing sandbox;
-//! - staticlet restart: container killed (StopContainer, timeout 0) -> a new one running;
-//! - staticlet's RSS and CPU with 10 pods;
-//! - the same scenarios for the real kubelet (v1.35.8 from `hack/testenv up --cluster`, found
-//!   through STATICLET_KUBE_BIN), standalone on the same containerd, when it is available.
-//!   kubelet settings that differ from its defaults, and why: `failCgroupV1: false` (this machine
-//!   has cgroup v1), `cgroupDriver: cgroupfs` (containerd's here), `cgroupsPerQOS: false` and
-//!   `enforceNodeAllocatable: []` (no systemd to manage its cgroups), `failSwapOn: false`,
-//!   anonymous/AlwaysAllow auth on a private port (no API server to check tokens).
+//! Scenarios, each `BENCH_RUNS` times (default 10): a manifest written -> its container running,
+//! for 1, 10 and 100 pods at once; the manifest edited (args changed) -> the new version running;
+//! a container killed from outside -> running again (first restart, no back-off); manifests removed
+//! -> no container of theirs running (grace 1 s, a process that exits on SIGTERM). Footprint: RSS
+//! and CPU over a 60 s idle window with 0, 10 and 100 pods, on a fresh process.
 //!
-//! Observation polls ListContainers every 2 ms, which adds up to ~2 ms to staticlet's figures.
-//! Nothing here asserts: it prints.
+//! `cargo bench --bench standalone` after `hack/testenv up --cluster` and
+//! `eval "$(hack/testenv env)"`; `hack/bench` runs it with everything else. It prints and records;
+//! nothing here asserts.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/kubelet.rs"]
+mod kubelet;
+#[path = "support/report.rs"]
+mod report;
 
-use std::time::{Duration, Instant};
-
-use common::*;
-use staticlet::{
-    cri::{api, translate},
-    manifest::{Origin, parse_manifest},
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
-const RUNS: usize = 10;
+use report::{FLOOR, KUBELET, Report, STATICLET};
+use staticlet::{
+    cri::{Runtime, api, translate},
+    manifest::{Origin, StaticPod, parse_manifest},
+};
+
+const FOOTPRINT_WINDOW: Duration = Duration::from_secs(60);
+const BATCHES: [usize; 2] = [10, 100];
 
 fn main() {
-    let runs = std::env::var("BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(RUNS);
-    let floor_start = floor_start(runs);
-    let floor_restart = floor_restart(runs);
-    let mut agents = vec![("staticlet", measure(Agent::staticlet(), runs))];
-    if let Some(kubelet) = Agent::kubelet() {
-        agents.push(("kubelet", measure(kubelet, runs)));
-    }
+    let runs = std::env::var("BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let window = std::env::var("BENCH_WINDOW_S").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    let window = window.unwrap_or(FOOTPRINT_WINDOW);
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cri = tokio.block_on(async { common::runtime() });
+    let outside = Outside { tokio: &tokio, cri: &cri };
 
-    println!("\nstandalone latency, {runs} runs each, {}", runtime_version());
-    println!("{:<44} {:>9} {:>9} {:>9} {:>10}", "scenario", "median", "p90", "max", "vs floor");
-    let row = |name: &str, samples: &[Duration], floor: Option<f64>| {
-        let s = stats(samples);
-        let ratio = floor.map(|f| format!("{:.2}x", s.0 / f)).unwrap_or_default();
-        println!("{name:<44} {:>7.1}ms {:>7.1}ms {:>7.1}ms {ratio:>10}", s.0, s.1, s.2);
-    };
-    let (fs, fr) = (stats(&floor_start).0, stats(&floor_restart).0);
-    row("floor: new pod (sandbox + container)", &floor_start, None);
-    for (name, m) in &agents {
-        row(&format!("{name}: manifest written -> running"), &m.starts, Some(fs));
+    let mut report = Report::new("standalone");
+    report.context("runtime", tokio.block_on(async { cri.version().await.map(|(n, v)| format!("{n} {v}")) }).ok());
+    report.context("runs", runs);
+    report.context("footprint_window_s", window.as_secs());
+    report.context("cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+
+    // BENCH_SYSTEMS=floor,staticlet runs only those (for working on the bench itself).
+    let systems = std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| format!("{FLOOR},{STATICLET},{KUBELET}"));
+    let wanted = |system: &str| systems.split(',').any(|s| s == system);
+
+    if wanted(FLOOR) {
+        latency(&mut report, &outside, &mut Floor::new(), runs);
     }
-    row("floor: restart (create + start)", &floor_restart, None);
-    for (name, m) in &agents {
-        row(&format!("{name}: container killed -> running"), &m.restarts, Some(fr));
+    if wanted(STATICLET) {
+        let mut staticlet = common::Daemon::new("bench");
+        staticlet.start();
+        let mut agent = Agent { name: STATICLET, node: staticlet.node.clone(), manifests: staticlet.manifests.clone() };
+        footprint(&mut report, &outside, &mut agent, staticlet.pid(), window);
+        latency(&mut report, &outside, &mut agent, runs);
     }
-    for (name, m) in &agents {
-        println!(
-            "{name} with 10 pods: RSS {:.1} MiB, CPU {:.2}% of a core over {}s at rest",
-            m.rss_mib,
-            m.cpu_pct,
-            FOOTPRINT_WINDOW.as_secs()
-        );
+    let node = common::node_name("kubelet");
+    match wanted(KUBELET).then(|| kubelet::Kubelet::start(&node, &common::endpoint(), None)) {
+        None => {}
+        Some(Some(k)) => {
+            report.context("kubelet", k8s_version());
+            let mut agent = Agent { name: KUBELET, node: k.node.clone(), manifests: k.manifests.clone() };
+            footprint(&mut report, &outside, &mut agent, k.pid(), window);
+            latency(&mut report, &outside, &mut agent, runs);
+        }
+        Some(None) => println!("kubelet: not built (run `hack/testenv up --cluster`), skipped"),
     }
-    if let [(_, s), (_, k)] = agents.as_slice() {
-        println!(
-            "staticlet / kubelet: start {:.2}x, restart {:.3}x, RSS {:.2}x",
-            stats(&s.starts).0 / stats(&k.starts).0,
-            stats(&s.restarts).0 / stats(&k.restarts).0,
-            s.rss_mib / k.rss_mib
-        );
-    }
+    report.finish();
 }
 
-fn stats(samples: &[Duration]) -> (f64, f64, f64) {
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.9), ms[ms.len() - 1])
+fn k8s_version() -> String {
+    std::env::var("STATICLET_K8S_VERSION").unwrap_or_default()
 }
 
-fn runtime_version() -> String {
-    block_on(async { runtime().version().await.map(|(n, v)| format!("{n} {v}")).unwrap_or_default() })
+/// A system under test: it is told what the node should run and does it, its own way.
+trait System {
+    fn name(&self) -> &'static str;
+    fn node(&self) -> &str;
+    /// Makes `pods` run at `version` (a new manifest, or an edited one).
+    fn put(&mut self, pods: &[String], version: u32);
+    fn delete(&mut self, pods: &[String]);
+    /// What the system does about a container killed from outside; agents notice by themselves.
+    fn after_kill(&mut self, _pod: &str) {}
 }
 
-fn bench_pod(name: &str, node: &str) -> staticlet::manifest::StaticPod {
-    let yaml = shell_pod(name, "sleep 3600", "");
-    parse_manifest(yaml.as_bytes(), &Origin::file(format!("/bench/{name}.yaml")), node).unwrap().remove(0)
+/// The runtime as seen from outside: which containers run, by pod name.
+struct Outside<'a> {
+    tokio: &'a tokio::runtime::Runtime,
+    cri: &'a Runtime,
 }
 
-fn floor_start(runs: usize) -> Vec<Duration> {
-    let node = node_name("floor");
-    let logs = tempfile::tempdir().unwrap();
-    let mut samples = vec![];
-    for i in 0..runs {
-        let pod = bench_pod(&format!("floor{i}"), &node);
-        let elapsed = block_on(async {
-            let rt = runtime();
-            let start = Instant::now();
-            let config = translate::sandbox_config(&pod, &node, logs.path(), 0);
-            let sandbox = rt.run_sandbox(config.clone()).await.unwrap();
-            let container = &pod.spec().containers[0];
-            rt.image_id(container.image.as_deref().unwrap()).await.unwrap();
-            let ctx = translate::ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: logs.path() };
-            let cc = translate::container_config(&pod, &node, container, &ctx);
-            let id = rt.create_container(&sandbox, cc, config).await.unwrap();
-            rt.start_container(&id).await.unwrap();
-            start.elapsed()
+impl Outside<'_> {
+    fn running(&self) -> HashMap<String, Vec<String>> {
+        let list = self.tokio.block_on(self.cri.list_containers(&[])).unwrap_or_default();
+        let mut by_pod: HashMap<String, Vec<String>> = HashMap::new();
+        for c in list.into_iter().filter(|c| c.state == api::ContainerState::ContainerRunning as i32) {
+            if let Some(pod) = c.labels.get("io.kubernetes.pod.name") {
+                by_pod.entry(pod.clone()).or_default().push(c.id);
+            }
+        }
+        by_pod
+    }
+
+    /// Time from `act` until `done` holds for the runtime's listing. Polls every 2 ms for one pod
+    /// and more slowly for many, so the listing itself (which grows with the pod count) does not
+    /// crowd the runtime; the poll interval bounds the figures' resolution.
+    fn time(
+        &self,
+        pods: usize,
+        what: &str,
+        act: impl FnOnce(),
+        mut done: impl FnMut(&HashMap<String, Vec<String>>) -> bool,
+    ) -> Duration {
+        let interval = Duration::from_millis(match pods {
+            0..=1 => 2,
+            2..=10 => 5,
+            _ => 20,
         });
-        samples.push(elapsed);
-        remove_node_pods(&node);
-    }
-    samples
-}
-
-fn floor_restart(runs: usize) -> Vec<Duration> {
-    let node = node_name("floorrestart");
-    let logs = tempfile::tempdir().unwrap();
-    let pod = bench_pod("floorrestart", &node);
-    let samples = block_on(async {
-        let rt = runtime();
-        let config = translate::sandbox_config(&pod, &node, logs.path(), 0);
-        let sandbox = rt.run_sandbox(config.clone()).await.unwrap();
-        let container = &pod.spec().containers[0];
-        let mut samples = vec![];
-        for attempt in 0..=runs as u32 {
-            let ctx = translate::ContainerContext { restart_count: attempt, pod_ip: "", volumes_dir: logs.path() };
-            let cc = translate::container_config(&pod, &node, container, &ctx);
-            let start = Instant::now();
-            let id = rt.create_container(&sandbox, cc, config.clone()).await.unwrap();
-            rt.start_container(&id).await.unwrap();
-            if attempt > 0 {
-                samples.push(start.elapsed());
-            }
-            rt.stop_container(&id, Duration::ZERO).await.unwrap();
-        }
-        samples
-    });
-    remove_node_pods(&node);
-    samples
-}
-
-/// Polls the runtime until a container of `uid` other than `except` is running.
-fn until_running(uid_label: (&str, &str), except: &[String], limit: Duration) -> Option<String> {
-    block_on(async {
-        let rt = runtime();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            let list = rt.list_containers(&[uid_label]).await.unwrap_or_default();
-            if let Some(c) =
-                list.iter().find(|c| c.state == api::ContainerState::ContainerRunning as i32 && !except.contains(&c.id))
-            {
-                return Some(c.id.clone());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        None
-    })
-}
-
-const FOOTPRINT_WINDOW: Duration = Duration::from_secs(20);
-
-struct Measured {
-    starts: Vec<Duration>,
-    restarts: Vec<Duration>,
-    rss_mib: f64,
-    cpu_pct: f64,
-}
-
-/// A node agent under test, fed through its manifest directory and watched only through CRI.
-struct Agent {
-    node: String,
-    manifests: std::path::PathBuf,
-    /// kubelet's process; staticlet's lives in the test harness's Daemon.
-    child: Option<std::process::Child>,
-    daemon: Option<Daemon>,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn staticlet() -> Self {
-        let mut d = Daemon::new("bench");
-        d.start();
-        Self {
-            node: d.node.clone(),
-            manifests: d.manifests.clone(),
-            child: None,
-            _dir: tempfile::tempdir().unwrap(),
-            daemon: Some(d),
-        }
-    }
-
-    fn kubelet() -> Option<Self> {
-        let bin = std::path::PathBuf::from(std::env::var("STATICLET_KUBE_BIN").ok()?).join("kubelet");
-        if !bin.exists() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let manifests = dir.path().join("manifests");
-        std::fs::create_dir(&manifests).unwrap();
-        let config = dir.path().join("kubelet.yaml");
-        std::fs::write(&config, format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {m}\nfailCgroupV1: false\ncgroupDriver: cgroupfs\ncontainerRuntimeEndpoint: {e}\nauthentication: {{anonymous: {{enabled: true}}, webhook: {{enabled: false}}}}\nauthorization: {{mode: AlwaysAllow}}\nreadOnlyPort: 0\nport: 10350\nhealthzPort: 10348\npodLogsDir: {l}\ncgroupsPerQOS: false\nenforceNodeAllocatable: []\nfailSwapOn: false\nresolvConf: /etc/resolv.conf\nlocalStorageCapacityIsolation: false\n",
-            m = manifests.display(), e = endpoint(), l = dir.path().join("logs").display()
-        )).unwrap();
-        let node = node_name("kubelet");
-        let log = std::fs::File::create(dir.path().join("kubelet.log")).unwrap();
-        let child = std::process::Command::new(bin)
-            .arg(format!("--config={}", config.display()))
-            .arg(format!("--root-dir={}", dir.path().join("root").display()))
-            .arg(format!("--cert-dir={}", dir.path().join("pki").display()))
-            .arg(format!("--hostname-override={node}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(10348, "/healthz").is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(Self { node, manifests, child: Some(child), daemon: None, _dir: dir })
-    }
-
-    fn pid(&self) -> u32 {
-        match (&self.daemon, &self.child) {
-            (Some(d), _) => d.pid(),
-            (None, Some(c)) => c.id(),
-            (None, None) => unreachable!("an agent has a process"),
-        }
-    }
-
-    fn write(&self, name: &str) {
-        let tmp = self._dir.path().join(format!(".{name}.yaml"));
-        std::fs::write(&tmp, shell_pod(name, "sleep 3600", "")).unwrap();
-        std::fs::rename(&tmp, self.manifests.join(format!("{name}.yaml"))).unwrap();
-    }
-
-    fn remove(&self, name: &str) {
-        std::fs::remove_file(self.manifests.join(format!("{name}.yaml"))).unwrap();
-        let pod = format!("{name}-{}", self.node);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_millis(1)).is_some() {
-            assert!(Instant::now() < deadline, "{pod} did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-            // kubelet leaves its pods running when it stops, as staticlet does: remove them.
-            let suffix = format!("-{}", self.node);
-            block_on(async {
-                let rt = runtime();
-                for s in rt.list_sandboxes(&[]).await.unwrap_or_default() {
-                    if s.metadata.as_ref().is_some_and(|m| m.name.ends_with(&suffix)) {
-                        let _ = rt.stop_sandbox(&s.id).await;
-                        let _ = rt.remove_sandbox(&s.id).await;
-                    }
-                }
-            });
-        }
-    }
-}
-
-fn measure(agent: Agent, runs: usize) -> Measured {
-    let node = agent.node.clone();
-    let mut starts = vec![];
-    for i in 0..runs {
-        let name = format!("start{i}");
-        let pod = format!("{name}-{node}");
         let start = Instant::now();
-        agent.write(&name);
-        until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).expect("pod started");
-        starts.push(start.elapsed());
-        agent.remove(&name);
+        act();
+        let deadline = start + Duration::from_secs(180);
+        loop {
+            if done(&self.running()) {
+                return start.elapsed();
+            }
+            assert!(Instant::now() < deadline, "{what}: not done after 180 s");
+            std::thread::sleep(interval);
+        }
     }
-    // The first restart of a fresh pod each time (no back-off yet).
-    let mut restarts = vec![];
-    for i in 0..runs {
-        let name = format!("kill{i}");
-        let pod = format!("{name}-{node}");
-        agent.write(&name);
-        let first = until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).unwrap();
+
+    fn kill(&self, container: &str) {
+        self.tokio.block_on(self.cri.stop_container(container, Duration::ZERO)).unwrap();
+    }
+}
+
+fn full_names(system: &dyn System, pods: &[String]) -> Vec<String> {
+    pods.iter().map(|p| format!("{p}-{}", system.node())).collect()
+}
+
+/// Every scenario but the footprint, for one system.
+fn latency(report: &mut Report, outside: &Outside, system: &mut dyn System, runs: usize) {
+    let name = system.name();
+    let (mut start, mut edit, mut restart, mut remove) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let pods = vec![format!("single{run}")];
+        let full = full_names(system, &pods);
+        let what = format!("{name}: {}", full[0]);
+        start.push(outside.time(1, &what, || system.put(&pods, 0), |r| r.contains_key(&full[0])));
         std::thread::sleep(Duration::from_millis(500));
-        block_on(async { runtime().stop_container(&first, Duration::ZERO).await.unwrap() });
-        let start = Instant::now();
-        until_running(("io.kubernetes.pod.name", &pod), &[first], Duration::from_secs(60)).expect("restarted");
-        restarts.push(start.elapsed());
-        agent.remove(&name);
+
+        let old = outside.running().remove(&full[0]).unwrap_or_default();
+        edit.push(outside.time(
+            1,
+            &what,
+            || system.put(&pods, 1),
+            |r| r.get(&full[0]).is_some_and(|ids| ids.iter().any(|id| !old.contains(id))),
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+
+        let victim = outside.running().remove(&full[0]).and_then(|ids| ids.into_iter().next()).unwrap();
+        outside.kill(&victim);
+        restart.push(outside.time(
+            1,
+            &what,
+            || system.after_kill(&full[0]),
+            |r| r.get(&full[0]).is_some_and(|ids| ids.iter().any(|id| *id != victim)),
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+
+        remove.push(outside.time(1, &what, || system.delete(&pods), |r| !r.contains_key(&full[0])));
     }
-    for i in 0..10 {
-        agent.write(&format!("idle{i}"));
+    report.latency("start 1 pod", name, &start);
+    report.latency("edit -> new version running", name, &edit);
+    report.latency("kill -> running again", name, &restart);
+    report.latency("remove 1 pod -> gone", name, &remove);
+
+    for batch in BATCHES {
+        let (mut starts, mut removes) = (vec![], vec![]);
+        for run in 0..runs {
+            let pods: Vec<String> = (0..batch).map(|i| format!("b{batch}r{run}p{i}")).collect();
+            let full = full_names(system, &pods);
+            let what = format!("{name}: {batch} pods, run {run}");
+            starts.push(outside.time(
+                batch,
+                &what,
+                || system.put(&pods, 0),
+                |r| full.iter().all(|p| r.contains_key(p)),
+            ));
+            std::thread::sleep(Duration::from_millis(500));
+            removes.push(outside.time(
+                batch,
+                &what,
+                || system.delete(&pods),
+                |r| !full.iter().any(|p| r.contains_key(p)),
+            ));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        report.latency(&format!("start {batch} pods"), name, &starts);
+        report.latency(&format!("remove {batch} pods -> gone"), name, &removes);
     }
-    for i in 0..10 {
-        let pod = format!("idle{i}-{node}");
-        until_running(("io.kubernetes.pod.name", &pod), &[], Duration::from_secs(60)).expect("10 pods run");
+}
+
+/// RSS and CPU at rest with 0, 10 and 100 pods, on a process that has not run anything else yet.
+fn footprint(report: &mut Report, outside: &Outside, system: &mut dyn System, pid: u32, window: Duration) {
+    let name = system.name();
+    let mut pods = vec![];
+    for count in [0, 10, 100] {
+        let more: Vec<String> = (pods.len()..count).map(|i| format!("idle{i}")).collect();
+        let full = full_names(system, &more);
+        outside.time(more.len(), "footprint pods", || system.put(&more, 0), |r| full.iter().all(|p| r.contains_key(p)));
+        pods.extend(more);
+        std::thread::sleep(Duration::from_secs(10));
+        let cpu0 = cpu_ticks(pid);
+        std::thread::sleep(window);
+        let cpu = (cpu_ticks(pid) - cpu0) as f64 / ticks_per_second() / window.as_secs_f64() * 100.0;
+        report.record(&format!("RSS, {count} pods"), name, "MiB", vec![rss_kib(pid) as f64 / 1024.0]);
+        report.record(&format!("CPU at rest, {count} pods"), name, "%", vec![cpu]);
     }
-    std::thread::sleep(Duration::from_secs(5));
-    let pid = agent.pid();
-    let cpu0 = cpu_ticks(pid);
-    std::thread::sleep(FOOTPRINT_WINDOW);
-    let cpu1 = cpu_ticks(pid);
-    let cpu_pct = (cpu1 - cpu0) as f64 / 100.0 / FOOTPRINT_WINDOW.as_secs_f64() * 100.0;
-    let rss_mib = rss_kib(pid) as f64 / 1024.0;
-    Measured { starts, restarts, rss_mib, cpu_pct }
+    let full = full_names(system, &pods);
+    outside.time(pods.len(), "footprint pods", || system.delete(&pods), |r| !full.iter().any(|p| r.contains_key(p)));
+    // Let the runtime finish removing 100 sandboxes before anything is timed.
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// staticlet or kubelet: each change is a manifest file renamed into (or removed from) its directory.
+struct Agent {
+    name: &'static str,
+    node: String,
+    manifests: PathBuf,
+}
+
+impl System for Agent {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn put(&mut self, pods: &[String], version: u32) {
+        for pod in pods {
+            let tmp = self.manifests.with_file_name(format!(".{pod}.yaml"));
+            std::fs::write(&tmp, manifest(pod, version)).unwrap();
+            std::fs::rename(&tmp, self.manifests.join(format!("{pod}.yaml"))).unwrap();
+        }
+    }
+
+    fn delete(&mut self, pods: &[String]) {
+        for pod in pods {
+            std::fs::remove_file(self.manifests.join(format!("{pod}.yaml"))).unwrap();
+        }
+    }
+}
+
+/// A pod whose process exits on SIGTERM (so removal is not the grace period) and whose args carry
+/// the version, so an edit is a new pod to every system.
+fn manifest(name: &str, version: u32) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{bench: standalone}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c]
+    args: [\"trap 'exit 0' TERM; sleep {seconds} & wait\"]
+",
+        image = common::image(),
+        seconds = 3600 + version
+    )
+}
+
+/// The floor: staticlet's CRI calls for each change, made directly and concurrently across pods, on
+/// a thread of their own so that the same outside observation times them as it times the agents.
+struct Floor {
+    tokio: tokio::runtime::Runtime,
+    shared: Arc<FloorShared>,
+    pods: Arc<Mutex<HashMap<String, FloorPod>>>,
+    pending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct FloorShared {
+    cri: Runtime,
+    node: String,
+    logs: tempfile::TempDir,
+}
+
+struct FloorPod {
+    spec: StaticPod,
+    sandbox: String,
+    config: api::PodSandboxConfig,
+    container: String,
+    restarts: u32,
+}
+
+impl Floor {
+    fn new() -> Self {
+        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let cri = tokio.block_on(async { common::runtime() });
+        let logs = tempfile::tempdir().unwrap();
+        let shared = Arc::new(FloorShared { cri, node: common::node_name("floor"), logs });
+        Self { tokio, shared, pods: Default::default(), pending: vec![] }
+    }
+
+    /// Waits for the previous change's calls (a removal's sandbox clean-up may still run).
+    fn settle(&mut self) {
+        for task in self.pending.drain(..) {
+            self.tokio.block_on(task).unwrap();
+        }
+    }
+
+    fn spec(&self, pod: &str, version: u32) -> StaticPod {
+        let origin = Origin::file(format!("/bench/{pod}.yaml"));
+        parse_manifest(manifest(pod, version).as_bytes(), &origin, &self.shared.node).unwrap().remove(0)
+    }
+}
+
+impl FloorShared {
+    async fn start(&self, spec: StaticPod) -> FloorPod {
+        let config = translate::sandbox_config(&spec, &self.node, self.logs.path(), 0);
+        let sandbox = self.cri.run_sandbox(config.clone()).await.unwrap();
+        let mut pod = FloorPod { spec, sandbox, config, container: String::new(), restarts: 0 };
+        self.start_container(&mut pod).await;
+        pod
+    }
+
+    async fn start_container(&self, pod: &mut FloorPod) {
+        let container = &pod.spec.spec().containers[0];
+        self.cri.image_id(container.image.as_deref().unwrap()).await.unwrap();
+        let ctx =
+            translate::ContainerContext { restart_count: pod.restarts, pod_ip: "", volumes_dir: self.logs.path() };
+        let config = translate::container_config(&pod.spec, &self.node, container, &ctx);
+        pod.container = self.cri.create_container(&pod.sandbox, config, pod.config.clone()).await.unwrap();
+        self.cri.start_container(&pod.container).await.unwrap();
+    }
+
+    async fn stop(&self, pod: FloorPod) {
+        let grace = pod.spec.spec().termination_grace_period_seconds.unwrap_or(30) as u64;
+        self.cri.stop_container(&pod.container, Duration::from_secs(grace)).await.unwrap();
+        self.cri.stop_sandbox(&pod.sandbox).await.unwrap();
+        self.cri.remove_sandbox(&pod.sandbox).await.unwrap();
+    }
+}
+
+impl System for Floor {
+    fn name(&self) -> &'static str {
+        FLOOR
+    }
+
+    fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    fn put(&mut self, pods: &[String], version: u32) {
+        self.settle();
+        for name in pods {
+            let (shared, all) = (self.shared.clone(), self.pods.clone());
+            let (old, spec) = (all.lock().unwrap().remove(name), self.spec(name, version));
+            let name = name.clone();
+            self.pending.push(self.tokio.spawn(async move {
+                if let Some(old) = old {
+                    shared.stop(old).await;
+                }
+                let new = shared.start(spec).await;
+                all.lock().unwrap().insert(name, new);
+            }));
+        }
+    }
+
+    fn delete(&mut self, pods: &[String]) {
+        self.settle();
+        for name in pods {
+            let Some(old) = self.pods.lock().unwrap().remove(name) else { continue };
+            let shared = self.shared.clone();
+            self.pending.push(self.tokio.spawn(async move { shared.stop(old).await }));
+        }
+    }
+
+    fn after_kill(&mut self, full_name: &str) {
+        self.settle();
+        let name = full_name.strip_suffix(&format!("-{}", self.shared.node)).unwrap().to_owned();
+        let mut pod = self.pods.lock().unwrap().remove(&name).unwrap();
+        let (shared, all) = (self.shared.clone(), self.pods.clone());
+        self.pending.push(self.tokio.spawn(async move {
+            pod.restarts += 1;
+            shared.start_container(&mut pod).await;
+            all.lock().unwrap().insert(name, pod);
+        }));
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let pods: Vec<String> = self.pods.lock().unwrap().keys().cloned().collect();
+        self.delete(&pods);
+        self.settle();
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -324,9 +426,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// User plus system CPU time of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// USER_HZ, which Linux fixes at 100 on every architecture we run on.
+fn ticks_per_second() -> f64 {
+    100.0
 }
