@@ -10,6 +10,8 @@
 //!
 //! With a kubeconfig it registers its own Node, as a cluster's kubelet does, and keeps mirror pods.
 
+#![allow(dead_code)]
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},

@@ -1,5 +1,5 @@
 //! The Node object and its Lease: registered at start, re-registered if deleted, kept fresh the
-//! way kubelet does (Lease renewed every 10 s, status posted every minute and on change).
+//! way kubelet does (Lease renewed every 10 s, status posted every 5 minutes).
 
 use std::collections::BTreeMap;
 
@@ -181,40 +181,45 @@ pub async fn post_status(client: &Client, facts: &NodeFacts) -> Result<(), Mirro
         .map_err(|e| MirrorError::api("patch", format!("node {} status", facts.name), e))
 }
 
-/// Renews the node's Lease in kube-node-lease, creating it if needed.
-pub async fn renew_lease(client: &Client, node: &str, node_uid: &str) -> Result<(), MirrorError> {
+/// Renews the node's Lease in kube-node-lease; false when there is none to renew.
+pub async fn renew_lease(client: &Client, node: &str) -> Result<bool, MirrorError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let now = MicroTime(jiff::Timestamp::now());
     let patch = serde_json::json!({ "spec": { "holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now } });
     match leases.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(node.into()),
-                    namespace: Some(LEASE_NAMESPACE.into()),
-                    owner_references: Some(vec![OwnerReference {
-                        api_version: "v1".into(),
-                        kind: "Node".into(),
-                        name: node.into(),
-                        uid: node_uid.into(),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(node.into()),
-                    lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
-                    renew_time: Some(now),
-                    ..Default::default()
-                }),
-            };
-            leases
-                .create(&PostParams::default(), &lease)
-                .await
-                .map(drop)
-                .map_err(|e| MirrorError::api("create", format!("lease {LEASE_NAMESPACE}/{node}"), e))
-        }
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(MirrorError::api("patch", format!("lease {LEASE_NAMESPACE}/{node}"), e)),
+    }
+}
+
+/// Creates the node's Lease, owned by the Node so that it goes when the Node does.
+pub async fn create_lease(client: &Client, node: &str, node_uid: &str) -> Result<(), MirrorError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(node.into()),
+            namespace: Some(LEASE_NAMESPACE.into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: node.into(),
+                uid: node_uid.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.into()),
+            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            ..Default::default()
+        }),
+    };
+    match leases.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        // Another pass (or a previous run) created it meanwhile: it is renewed next time.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(MirrorError::api("create", format!("lease {LEASE_NAMESPACE}/{node}"), e)),
     }
 }

@@ -35,7 +35,7 @@ use crate::{
 
 const RESYNC: Duration = Duration::from_secs(10);
 const LEASE_RENEW: Duration = Duration::from_secs(10);
-const NODE_STATUS: Duration = Duration::from_secs(60);
+const NODE_STATUS: Duration = Duration::from_secs(300);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
@@ -330,8 +330,12 @@ impl MirrorSync {
     }
 }
 
-/// Registers the Node (again, whenever it disappears), renews its Lease every 10 s and posts its
-/// status every minute. Publishes the Node's UID for mirror owner references.
+/// Registers the Node, renews its Lease every 10 s and posts its status every 5 minutes, as kubelet
+/// does (its nodeStatusReportFrequency). Publishes the Node's UID for mirror owner references.
+///
+/// At rest that is one request per renewal: the Node is looked up only when the Lease is missing.
+/// The Lease is owned by the Node, so a deleted Node takes its Lease with it, and the next renewal
+/// finds out and registers the Node again.
 async fn keep_node(
     client: Client,
     facts: NodeFacts,
@@ -342,13 +346,23 @@ async fn keep_node(
     let mut failing: Option<String> = None;
     loop {
         let result = async {
-            let uid = node::ensure_node(&client, &facts).await?;
-            if uid_tx.borrow().as_deref() != Some(uid.as_str()) {
-                tracing::info!(node = %facts.name, %uid, "node registered");
-                uid_tx.send_replace(Some(uid.clone()));
-                last_status = None;
+            let known = uid_tx.borrow().clone();
+            let mut register = async || {
+                let uid = node::ensure_node(&client, &facts).await?;
+                if uid_tx.borrow().as_deref() != Some(uid.as_str()) {
+                    tracing::info!(node = %facts.name, %uid, "node registered");
+                    uid_tx.send_replace(Some(uid.clone()));
+                    last_status = None;
+                }
+                Ok::<String, MirrorError>(uid)
+            };
+            if known.is_none() {
+                register().await?;
             }
-            node::renew_lease(&client, &facts.name, &uid).await?;
+            if !node::renew_lease(&client, &facts.name).await? {
+                let uid = register().await?;
+                node::create_lease(&client, &facts.name, &uid).await?;
+            }
             if last_status.is_none_or(|t| t.elapsed() >= NODE_STATUS) {
                 node::post_status(&client, &facts).await?;
                 last_status = Some(Instant::now());
