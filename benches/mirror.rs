@@ -10,15 +10,19 @@
 //! `cargo bench --bench mirror` after `hack/testenv up --cluster` and `eval "$(hack/testenv env)"`.
 //! It prints and records; nothing here asserts.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/kubelet.rs"]
 mod kubelet;
 #[path = "support/report.rs"]
 mod report;
+#[path = "support/workload.rs"]
+mod workload;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -43,39 +47,24 @@ fn main() {
     report.context("requests_window_s", window);
 
     let mut staticlet = Daemon::new("mirrorbench");
-    let kubeconfig = node_kubeconfig(&staticlet.node);
+    let kubeconfig = cluster::node_kubeconfig(&staticlet.node);
     staticlet.extra = vec![format!("--kubeconfig={}", kubeconfig.display()), "--node-ip=127.0.0.1".into()];
     staticlet.start();
     measure(&mut report, STATICLET, &staticlet.node, &staticlet.manifests, runs, window);
     drop(staticlet);
 
     let node = node_name("mirrorkubelet");
-    match kubelet::Kubelet::start(&node, &endpoint(), Some(&node_kubeconfig(&node))) {
+    match kubelet::Kubelet::start(&node, &endpoint(), Some(&cluster::node_kubeconfig(&node))) {
         Some(k) => measure(&mut report, KUBELET, &k.node, &k.manifests, runs, window),
         None => println!("kubelet: not built or not healthy (run `hack/testenv up --cluster`), skipped"),
     }
     report.finish();
 }
 
-fn node_kubeconfig(node: &str) -> PathBuf {
-    let out = std::process::Command::new("bash")
-        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv"), "node-kubeconfig", node])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "hack/testenv node-kubeconfig {node}: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn manifest(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{bench: mirror}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n",
-        image = image()
-    )
-}
-
 fn measure(report: &mut Report, system: &str, node: &str, manifests: &Path, runs: usize, window: u64) {
     for i in 0..PODS {
-        std::fs::write(manifests.with_file_name(".tmp.yaml"), manifest(&format!("p{i}"))).unwrap();
+        std::fs::write(manifests.with_file_name(".tmp.yaml"), workload::manifest(&format!("p{i}"), "mirror", 0))
+            .unwrap();
         std::fs::rename(manifests.with_file_name(".tmp.yaml"), manifests.join(format!("p{i}.yaml"))).unwrap();
     }
     let (recreate, restarts) = block_on(async {
@@ -149,33 +138,12 @@ fn measure(report: &mut Report, system: &str, node: &str, manifests: &Path, runs
 
     // At rest: let restarts and status updates settle, then count a full window of requests.
     std::thread::sleep(Duration::from_secs(15));
-    let before = node_requests(node);
+    let user = format!("system:node:{node}\"");
+    let before = cluster::requests_by(&user);
     std::thread::sleep(Duration::from_secs(window));
-    let mut during = node_requests(node);
-    during.retain(|id, _| !before.contains_key(id));
-    let per_minute = during.len() as f64 * 60.0 / window as f64;
+    let kinds = cluster::new_requests(&before, cluster::requests_by(&user));
+    let per_minute = kinds.values().sum::<usize>() as f64 * 60.0 / window as f64;
     report.record("API requests/min at rest, 10 pods", system, "req/min", vec![per_minute]);
-    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
-    for kind in during.into_values() {
-        *kinds.entry(kind).or_default() += 1;
-    }
     report.context(&format!("{system}_requests_in_window"), serde_json::to_value(kinds).unwrap());
     let _ = std::process::Command::new("kubectl").args(["delete", "node", node, "--wait=false"]).output();
-}
-
-/// The node's requests in the API server's audit log, by audit ID (a watch is logged when its
-/// response starts and again when it ends; it is one request), each as "VERB resource".
-fn node_requests(node: &str) -> std::collections::HashMap<String, String> {
-    let dir = std::env::var("STATICLET_TESTENV_DIR").unwrap_or("/var/lib/staticlet-testenv".into());
-    let log = std::fs::read_to_string(format!("{dir}/cluster/audit.log")).unwrap_or_default();
-    let user = format!("\"username\":\"system:node:{node}\"");
-    log.lines()
-        .filter(|l| l.contains(&user))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|e| {
-            let kind =
-                format!("{} {}", e["verb"].as_str().unwrap_or("?"), e["objectRef"]["resource"].as_str().unwrap_or("-"));
-            (e["auditID"].as_str().unwrap_or_default().to_owned(), kind)
-        })
-        .collect()
 }

@@ -21,8 +21,12 @@
 mod common;
 #[path = "support/kubelet.rs"]
 mod kubelet;
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/report.rs"]
 mod report;
+#[path = "support/workload.rs"]
+mod workload;
 
 use std::{
     collections::HashMap,
@@ -224,10 +228,8 @@ fn footprint(report: &mut Report, outside: &Outside, system: &mut dyn System, pi
         outside.time(more.len(), "footprint pods", || system.put(&more, 0), |r| full.iter().all(|p| r.contains_key(p)));
         pods.extend(more);
         std::thread::sleep(Duration::from_secs(10));
-        let cpu0 = cpu_ticks(pid);
-        std::thread::sleep(window);
-        let cpu = (cpu_ticks(pid) - cpu0) as f64 / ticks_per_second() / window.as_secs_f64() * 100.0;
-        report.record(&format!("RSS, {count} pods"), name, "MiB", vec![rss_kib(pid) as f64 / 1024.0]);
+        let cpu = process::cpu_percent(pid, window);
+        report.record(&format!("RSS, {count} pods"), name, "MiB", vec![process::rss_mib(pid)]);
         report.record(&format!("CPU at rest, {count} pods"), name, "%", vec![cpu]);
     }
     let full = full_names(system, &pods);
@@ -267,27 +269,8 @@ impl System for Agent {
     }
 }
 
-/// A pod whose process exits on SIGTERM (so removal is not the grace period) and whose args carry
-/// the version, so an edit is a new pod to every system.
 fn manifest(name: &str, version: u32) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{bench: standalone}}
-spec:
-  hostNetwork: true
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: {image}
-    command: [sh, -c]
-    args: [\"trap 'exit 0' TERM; sleep {seconds} & wait\"]
-",
-        image = common::image(),
-        seconds = 3600 + version
-    )
+    workload::manifest(name, "standalone", version)
 }
 
 /// The floor: staticlet's CRI calls for each change, made directly and concurrently across pods, on
@@ -415,26 +398,4 @@ impl Drop for Floor {
         self.delete(&pods);
         self.settle();
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// User plus system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// USER_HZ, which Linux fixes at 100 on every architecture we run on.
-fn ticks_per_second() -> f64 {
-    100.0
 }

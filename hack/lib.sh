@@ -1,4 +1,4 @@
-# Shared by hack/test, hack/demo and hack/bench: the Rust toolchain and the test runtime.
+# Shared by hack/test, hack/demo and hack/bench: the Rust toolchain and the packages they need.
 # shellcheck shell=bash
 
 # Makes `cargo` available, or says exactly what is missing. Debian 12's own cargo is too old
@@ -21,5 +21,13 @@ ensure_test_packages() {
     if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
+    fi
+}
+
+# The chart of hack/bench is drawn with Debian's matplotlib (no PyPI needed).
+ensure_bench_packages() {
+    if ! /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib </dev/null
     fi
 }

@@ -5,6 +5,8 @@
 //!
 //! Benchmarks print and record; nothing here asserts a timing.
 
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

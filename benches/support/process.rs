@@ -1,0 +1,33 @@
+//! A process's footprint, read from /proc.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// Resident memory, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    kib as f64 / 1024.0
+}
+
+/// User plus system CPU time so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // In clock ticks of USER_HZ, which Linux fixes at 100.
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU used over `window`, as a percentage of one core.
+pub fn cpu_percent(pid: u32, window: Duration) -> f64 {
+    let before = cpu_time(pid);
+    std::thread::sleep(window);
+    (cpu_time(pid) - before).as_secs_f64() / window.as_secs_f64() * 100.0
+}
