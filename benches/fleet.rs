@@ -63,6 +63,7 @@ fn main() {
     for &count in &steps {
         while nodes.len() < count {
             let mut d = Daemon::new(&format!("fleet{}", nodes.len()));
+            d.file_check_frequency = "20s".into();
             let kubeconfig = cluster::node_kubeconfig(&d.node);
             d.extra = vec![format!("--kubeconfig={}", kubeconfig.display()), "--node-ip=127.0.0.1".into()];
             d.start();

@@ -47,6 +47,7 @@ fn main() {
     report.context("requests_window_s", window);
 
     let mut staticlet = Daemon::new("mirrorbench");
+    staticlet.file_check_frequency = "20s".into(); // the default, as kubelet runs with its own
     let kubeconfig = cluster::node_kubeconfig(&staticlet.node);
     staticlet.extra = vec![format!("--kubeconfig={}", kubeconfig.display()), "--node-ip=127.0.0.1".into()];
     staticlet.start();

@@ -67,6 +67,7 @@ fn main() {
     }
     if wanted(STATICLET) {
         let mut staticlet = common::Daemon::new("bench");
+        staticlet.file_check_frequency = "20s".into(); // the default, as kubelet runs with its own
         staticlet.start();
         let mut agent = Agent { name: STATICLET, node: staticlet.node.clone(), manifests: staticlet.manifests.clone() };
         footprint(&mut report, &outside, &mut agent, staticlet.pid(), window);

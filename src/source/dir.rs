@@ -6,7 +6,7 @@
 //! silently replace `web.yaml` (kubernetes#136962, #40331).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     io::Read,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     desired::{Manifest, SourceSnapshot},
-    manifest::{MAX_MANIFEST_BYTES, ManifestError, Origin, SourceKind, parse_manifest},
+    manifest::{MAX_MANIFEST_BYTES, ManifestError, Origin, SourceKind, StaticPod, parse_manifest},
 };
 
 /// After an event that ends a change (a file closed after writing, renamed into place, removed),
@@ -77,13 +77,24 @@ pub struct DirSource {
     path: PathBuf,
     node: String,
     period: Duration,
+    memory: ScanMemory,
+}
+
+/// What one scan leaves for the next.
+#[derive(Default)]
+pub struct ScanMemory {
     /// Skipped entries already logged, so a rescan every 20 s does not repeat them.
     reported: HashSet<(PathBuf, &'static str)>,
+    /// Each file's last bytes and what they parsed to: a rescan reads every file but parses only
+    /// those whose bytes changed, so writing 100 manifests (an event, hence a scan, per file)
+    /// costs 100 parses rather than 5,050, and an idle rescan parses nothing. Bytes, not
+    /// timestamps, decide: a same-length rewrite within one timestamp tick is still seen.
+    parsed: Parsed,
 }
 
 impl DirSource {
     pub fn new(path: PathBuf, node: String, period: Duration) -> Self {
-        Self { path, node, period, reported: HashSet::new() }
+        Self { path, node, period, memory: ScanMemory::default() }
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
@@ -96,14 +107,14 @@ impl DirSource {
                 // Kept alive in this variable: dropping the watcher ends the inotify watch.
                 watcher = watch(&self.path, event_tx.clone());
             }
-            let (path, node, mut reported) = (self.path.clone(), self.node.clone(), std::mem::take(&mut self.reported));
-            let (snapshot, reported) = tokio::task::spawn_blocking(move || {
-                let snapshot = scan(&path, &node, &mut reported);
-                (snapshot, reported)
+            let (path, node, mut memory) = (self.path.clone(), self.node.clone(), std::mem::take(&mut self.memory));
+            let (snapshot, memory) = tokio::task::spawn_blocking(move || {
+                let snapshot = scan(&path, &node, &mut memory);
+                (snapshot, memory)
             })
             .await
             .expect("scan does not panic");
-            self.reported = reported;
+            self.memory = memory;
             let missing = snapshot.notes.iter().any(|n| n.contains("does not exist"));
             if missing && !missing_reported {
                 tracing::warn!(path = %self.path.display(), "manifest path does not exist; no file pods until it appears");
@@ -143,8 +154,8 @@ impl DirSource {
 fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::RecommendedWatcher> {
     let target = if path.is_dir() { path.to_path_buf() } else { path.parent()?.to_path_buf() };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let _ = tx.send(settles(&event.kind));
+        if let Some(settled) = event.ok().and_then(|e| wakes(&e.kind)) {
+            let _ = tx.send(settled);
         }
     })
     .ok()?;
@@ -158,18 +169,21 @@ fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::Recomme
 }
 
 /// Whether an event ends a change (rescan now) or is part of one still going on (wait a little).
-fn settles(kind: &notify::EventKind) -> bool {
+/// Whether an event calls for a rescan (Some), and whether it ends a change (Some(true)): a file
+/// closed after writing, renamed, removed. Reads are not changes: our own scan opens and closes
+/// every file, and waking on that kept an idle daemon rescanning twice a second.
+fn wakes(kind: &notify::EventKind) -> Option<bool> {
     use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-    matches!(
-        kind,
-        EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(_))
-            | EventKind::Remove(_)
-    )
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(true),
+        _ => Some(false),
+    }
 }
 
 /// Reads the manifest path once: a directory of manifests, a single file, or nothing.
-pub fn scan(path: &Path, node: &str, reported: &mut HashSet<(PathBuf, &'static str)>) -> SourceSnapshot {
+pub fn scan(path: &Path, node: &str, memory: &mut ScanMemory) -> SourceSnapshot {
     let mut snapshot = SourceSnapshot { kind: SourceKind::File, manifests: Vec::new(), notes: Vec::new() };
     let metadata = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -179,7 +193,8 @@ pub fn scan(path: &Path, node: &str, reported: &mut HashSet<(PathBuf, &'static s
         }
     };
     if !metadata.is_dir() {
-        snapshot.manifests.push(read_manifest(path, node));
+        memory.parsed.retain(|p, _| p == path);
+        snapshot.manifests.push(read_manifest(path, node, &mut memory.parsed));
         return snapshot;
     }
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
@@ -207,23 +222,26 @@ pub fn scan(path: &Path, node: &str, reported: &mut HashSet<(PathBuf, &'static s
         };
         if let Some(reason) = skip {
             let key = (entry.clone(), reason);
-            if reported.insert(key.clone()) {
+            if memory.reported.insert(key.clone()) {
                 tracing::info!(file = %entry.display(), "skipped: {reason}");
             }
             still_present.insert(key);
             continue;
         }
-        snapshot.manifests.push(read_manifest(&entry, node));
+        snapshot.manifests.push(read_manifest(&entry, node, &mut memory.parsed));
     }
-    reported.retain(|key| still_present.contains(key));
+    memory.reported.retain(|key| still_present.contains(key));
+    memory.parsed.retain(|path, _| snapshot.manifests.iter().any(|m| Path::new(&m.origin.location) == path));
     snapshot
 }
 
+type Parsed = HashMap<PathBuf, (Vec<u8>, Result<Vec<StaticPod>, ManifestError>)>;
+
 /// Reads and parses one file. A file that fails to parse while it is still being written is read
 /// again shortly, so an in-place write is not reported as broken (bottlerocket#1396).
-fn read_manifest(path: &Path, node: &str) -> Manifest {
+fn read_manifest(path: &Path, node: &str, parsed: &mut Parsed) -> Manifest {
     let origin = Origin::file(path.display().to_string());
-    let mut result = read_once(path, &origin, node);
+    let mut result = read_once(path, &origin, node, parsed);
     for _ in 0..10 {
         let recently_written = std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -232,12 +250,12 @@ fn read_manifest(path: &Path, node: &str) -> Manifest {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        result = read_once(path, &origin, node);
+        result = read_once(path, &origin, node, parsed);
     }
     Manifest { origin, result }
 }
 
-fn read_once(path: &Path, origin: &Origin, node: &str) -> Result<Vec<crate::manifest::StaticPod>, ManifestError> {
+fn read_once(path: &Path, origin: &Origin, node: &str, parsed: &mut Parsed) -> Result<Vec<StaticPod>, ManifestError> {
     let location = origin.location.clone();
     let read_error = |message: String| ManifestError::Read { location: location.clone(), message };
     let metadata = std::fs::metadata(path).map_err(|e| {
@@ -261,7 +279,14 @@ fn read_once(path: &Path, origin: &Origin, node: &str) -> Result<Vec<crate::mani
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| read_error(e.to_string()))?;
-    parse_manifest(&bytes, origin, node)
+    if let Some((seen, result)) = parsed.get(path)
+        && *seen == bytes
+    {
+        return result.clone();
+    }
+    let result = parse_manifest(&bytes, origin, node);
+    parsed.insert(path.to_owned(), (bytes, result.clone()));
+    result
 }
 
 #[cfg(test)]
@@ -292,6 +317,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_do_not_wake_a_rescan_and_finished_writes_settle_it() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind, RenameMode,
+        };
+        for (kind, expected) in [
+            (EventKind::Access(AccessKind::Open(AccessMode::Any)), None),
+            (EventKind::Access(AccessKind::Close(AccessMode::Read)), None),
+            (EventKind::Access(AccessKind::Read), None),
+            (EventKind::Create(CreateKind::File), Some(false)),
+            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), Some(false)),
+            (EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)), Some(false)),
+            (EventKind::Access(AccessKind::Close(AccessMode::Write)), Some(true)),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), Some(true)),
+            (EventKind::Remove(RemoveKind::File), Some(true)),
+        ] {
+            assert_eq!(wakes(&kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn scan_reads_sorted_manifests_and_skips_the_rest_once() {
         let dir = tempfile::tempdir().unwrap();
         let pod = |name: &str| {
@@ -303,17 +348,43 @@ mod tests {
         std::fs::write(dir.path().join("a.json"), r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}"#).unwrap();
         std::fs::write(dir.path().join("b.yaml.bak"), pod("b")).unwrap();
         std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
-        let mut reported = HashSet::new();
-        let snapshot = scan(dir.path(), "n", &mut reported);
+        let mut memory = ScanMemory::default();
+        let snapshot = scan(dir.path(), "n", &mut memory);
         let names: Vec<String> =
             snapshot.manifests.iter().map(|m| m.result.as_ref().unwrap()[0].name().to_owned()).collect();
         assert_eq!(names, ["a-n", "b-n"]);
-        assert_eq!(reported.len(), 2, "{reported:?}");
+        assert_eq!(memory.reported.len(), 2, "{:?}", memory.reported);
+    }
+
+    #[test]
+    fn rescan_parses_only_files_whose_bytes_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i:1}}]}}\n"
+            )
+        };
+        std::fs::write(dir.path().join("a.yaml"), pod("a1")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), pod("b1")).unwrap();
+        let mut memory = ScanMemory::default();
+        scan(dir.path(), "n", &mut memory);
+        // Plant a marker as b.yaml's remembered parse: served again only if b.yaml is not re-parsed.
+        let b = dir.path().join("b.yaml");
+        let marker = Err(ManifestError::Read { location: "marker".into(), message: "remembered".into() });
+        memory.parsed.get_mut(&b).unwrap().1 = marker.clone();
+        // Same length, new bytes, at once: timestamps may not move within one tick; bytes do.
+        std::fs::write(dir.path().join("a.yaml"), pod("a2")).unwrap();
+        let snapshot = scan(dir.path(), "n", &mut memory);
+        assert_eq!(snapshot.manifests[0].result.as_ref().unwrap()[0].name(), "a2-n");
+        assert_eq!(snapshot.manifests[1].result, marker);
+        std::fs::remove_file(&b).unwrap();
+        scan(dir.path(), "n", &mut memory);
+        assert!(!memory.parsed.contains_key(&b), "a removed file is forgotten");
     }
 
     #[test]
     fn missing_path_yields_no_pods_and_a_note() {
-        let snapshot = scan(Path::new("/nonexistent/staticlet"), "n", &mut HashSet::new());
+        let snapshot = scan(Path::new("/nonexistent/staticlet"), "n", &mut ScanMemory::default());
         assert!(snapshot.manifests.is_empty());
         assert_eq!(snapshot.notes.len(), 1);
     }
