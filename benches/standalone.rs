@@ -100,6 +100,8 @@ trait System {
     fn delete(&mut self, pods: &[String]);
     /// What the system does about a container killed from outside; agents notice by themselves.
     fn after_kill(&mut self, _pod: &str) {}
+    /// Waits, untimed, for work left over from the previous change.
+    fn quiesce(&mut self) {}
 }
 
 /// The runtime as seen from outside: which containers run, by pod name.
@@ -125,18 +127,20 @@ impl Outside<'_> {
     /// crowd the runtime; the poll interval bounds the figures' resolution.
     fn time(
         &self,
+        system: &mut dyn System,
         pods: usize,
         what: &str,
-        act: impl FnOnce(),
+        act: impl FnOnce(&mut dyn System),
         mut done: impl FnMut(&HashMap<String, Vec<String>>) -> bool,
     ) -> Duration {
+        system.quiesce();
         let interval = Duration::from_millis(match pods {
             0..=1 => 2,
             2..=10 => 5,
             _ => 20,
         });
         let start = Instant::now();
-        act();
+        act(system);
         let deadline = start + Duration::from_secs(180);
         loop {
             if done(&self.running()) {
@@ -164,14 +168,15 @@ fn latency(report: &mut Report, outside: &Outside, system: &mut dyn System, runs
         let pods = vec![format!("single{run}")];
         let full = full_names(system, &pods);
         let what = format!("{name}: {}", full[0]);
-        start.push(outside.time(1, &what, || system.put(&pods, 0), |r| r.contains_key(&full[0])));
+        start.push(outside.time(system, 1, &what, |s| s.put(&pods, 0), |r| r.contains_key(&full[0])));
         std::thread::sleep(Duration::from_millis(500));
 
         let old = outside.running().remove(&full[0]).unwrap_or_default();
         edit.push(outside.time(
+            system,
             1,
             &what,
-            || system.put(&pods, 1),
+            |s| s.put(&pods, 1),
             |r| r.get(&full[0]).is_some_and(|ids| ids.iter().any(|id| !old.contains(id))),
         ));
         std::thread::sleep(Duration::from_millis(500));
@@ -179,14 +184,16 @@ fn latency(report: &mut Report, outside: &Outside, system: &mut dyn System, runs
         let victim = outside.running().remove(&full[0]).and_then(|ids| ids.into_iter().next()).unwrap();
         outside.kill(&victim);
         restart.push(outside.time(
+            system,
             1,
             &what,
-            || system.after_kill(&full[0]),
+            |s| s.after_kill(&full[0]),
             |r| r.get(&full[0]).is_some_and(|ids| ids.iter().any(|id| *id != victim)),
         ));
         std::thread::sleep(Duration::from_millis(300));
 
-        remove.push(outside.time(1, &what, || system.delete(&pods), |r| !r.contains_key(&full[0])));
+        remove.push(outside.time(system, 1, &what, |s| s.delete(&pods), |r| !r.contains_key(&full[0])));
+        std::thread::sleep(Duration::from_millis(500));
     }
     report.latency("start 1 pod", name, &start);
     report.latency("edit -> new version running", name, &edit);
@@ -200,16 +207,18 @@ fn latency(report: &mut Report, outside: &Outside, system: &mut dyn System, runs
             let full = full_names(system, &pods);
             let what = format!("{name}: {batch} pods, run {run}");
             starts.push(outside.time(
+                system,
                 batch,
                 &what,
-                || system.put(&pods, 0),
+                |s| s.put(&pods, 0),
                 |r| full.iter().all(|p| r.contains_key(p)),
             ));
             std::thread::sleep(Duration::from_millis(500));
             removes.push(outside.time(
+                system,
                 batch,
                 &what,
-                || system.delete(&pods),
+                |s| s.delete(&pods),
                 |r| !full.iter().any(|p| r.contains_key(p)),
             ));
             std::thread::sleep(Duration::from_millis(500));
@@ -226,7 +235,13 @@ fn footprint(report: &mut Report, outside: &Outside, system: &mut dyn System, pi
     for count in [0, 10, 100] {
         let more: Vec<String> = (pods.len()..count).map(|i| format!("idle{i}")).collect();
         let full = full_names(system, &more);
-        outside.time(more.len(), "footprint pods", || system.put(&more, 0), |r| full.iter().all(|p| r.contains_key(p)));
+        outside.time(
+            system,
+            more.len(),
+            "footprint pods",
+            |s| s.put(&more, 0),
+            |r| full.iter().all(|p| r.contains_key(p)),
+        );
         pods.extend(more);
         std::thread::sleep(Duration::from_secs(10));
         let cpu = process::cpu_percent(pid, window);
@@ -234,7 +249,13 @@ fn footprint(report: &mut Report, outside: &Outside, system: &mut dyn System, pi
         report.record(&format!("CPU at rest, {count} pods"), name, "%", vec![cpu]);
     }
     let full = full_names(system, &pods);
-    outside.time(pods.len(), "footprint pods", || system.delete(&pods), |r| !full.iter().any(|p| r.contains_key(p)));
+    outside.time(
+        system,
+        pods.len(),
+        "footprint pods",
+        |s| s.delete(&pods),
+        |r| !full.iter().any(|p| r.contains_key(p)),
+    );
     // Let the runtime finish removing 100 sandboxes before anything is timed.
     std::thread::sleep(Duration::from_secs(10));
 }
@@ -354,6 +375,10 @@ impl FloorShared {
 impl System for Floor {
     fn name(&self) -> &'static str {
         FLOOR
+    }
+
+    fn quiesce(&mut self) {
+        self.settle();
     }
 
     fn node(&self) -> &str {
