@@ -333,7 +333,8 @@ impl MirrorSync {
 /// Registers the Node, renews its Lease every 10 s and posts its status every 5 minutes, as kubelet
 /// does (its nodeStatusReportFrequency). Publishes the Node's UID for mirror owner references.
 ///
-/// At rest that is one request per renewal: the Node is looked up only when the Lease is missing.
+/// At rest that is one request per renewal: the Node is looked up only when the Lease is missing,
+/// and the status is posted early only after a failed pass.
 /// The Lease is owned by the Node, so a deleted Node takes its Lease with it, and the next renewal
 /// finds out and registers the Node again.
 async fn keep_node(
@@ -382,6 +383,9 @@ async fn keep_node(
                     tracing::warn!(error = %message, "node registration or lease failed; static pods are unaffected, retrying");
                 }
                 failing = Some(message);
+                // While we were away the node lifecycle controller may have marked the Node
+                // NotReady; only our status post sets it Ready again, so post at once on return.
+                last_status = None;
             }
         }
         tokio::select! {
