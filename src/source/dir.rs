@@ -168,7 +168,6 @@ fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::Recomme
     }
 }
 
-/// Whether an event ends a change (rescan now) or is part of one still going on (wait a little).
 /// Whether an event calls for a rescan (Some), and whether it ends a change (Some(true)): a file
 /// closed after writing, renamed, removed. Reads are not changes: our own scan opens and closes
 /// every file, and waking on that kept an idle daemon rescanning twice a second.
