@@ -37,7 +37,7 @@ use std::{
 
 use report::{FLOOR, KUBELET, Report, STATICLET};
 use staticlet::{
-    cri::{Runtime, api, translate},
+    cri::{Cri, Runtime, api, translate},
     manifest::{Origin, StaticPod, parse_manifest},
 };
 

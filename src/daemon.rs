@@ -1,6 +1,7 @@
 //! The daemon's wiring, top to bottom: runtime, sources, supervisors, mirror sync, status API,
-//! readiness; then wait for a signal and drain. One CancellationToken and one TaskTracker: the one
-//! shutdown path, which stops no pod.
+//! readiness; then wait for `shutdown` and drain. One CancellationToken, given by the caller
+//! (main cancels it on SIGTERM/SIGINT; a test can cancel it in-process), and one TaskTracker that
+//! every task runs under: the one shutdown path, which stops no pod.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,13 +10,14 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::Config,
-    cri::{Observer, Runtime},
+    cri::{Observer, Runtime, SharedCri},
     mirror::{self, MirrorProblems, MirrorSync},
     ops::{
         metrics::Metrics,
         readiness::{Latch, Readiness},
         server,
     },
+    retry::{Doubling, LogOnce},
     source,
     supervisor::{Context, Manager, Views, events::Events},
 };
@@ -23,8 +25,8 @@ use crate::{
 /// How long SIGTERM waits for tasks to wind down. Pods are not stopped, so this is short.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the daemon until SIGTERM or SIGINT: wires the pipeline, then drains. Stops no pod.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown` is cancelled: wires the pipeline, then drains. Stops no pod.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         node = %config.node_name,
@@ -33,12 +35,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         runtime = %config.container_runtime_endpoint,
         "starting staticlet"
     );
-    let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (readiness, runtime_latch) = Readiness::new();
     let manifests_latch = runtime_latch.fork();
 
-    let runtime = Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?;
+    let runtime: SharedCri =
+        Arc::new(Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?);
     let listener = server::bind(config.status_address)
         .await
         .with_context(|| format!("cannot listen on statusAddress {}", config.status_address))?;
@@ -70,7 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
         tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
-        tracker.spawn(sync.run(shutdown.clone()));
+        tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
     }
     let ctx = Arc::new(Context {
         runtime: runtime.clone(),
@@ -108,32 +110,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let ready_shutdown = shutdown.clone();
     tracker.spawn(async move {
-        while !readiness.is_ready() {
-            tokio::select! {
-                _ = ready_shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        tokio::select! {
+            _ = ready_shutdown.cancelled() => {}
+            _ = readiness.wait() => {
+                tracing::info!("ready");
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }
         }
-        tracing::info!("ready");
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     });
 
-    wait_for_signal().await;
+    shutdown.cancelled().await;
     tracing::info!("shutting down; pods keep running");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    shutdown.cancel();
     tracker.close();
     tokio::select! {
         _ = tracker.wait() => tracing::info!("stopped"),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
-        _ = wait_for_signal() => tracing::warn!("second signal; exiting now"),
     }
     Ok(())
 }
 
-async fn wait_for_runtime(runtime: Runtime, latch: Latch, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
-    let mut logged = false;
+async fn wait_for_runtime(runtime: SharedCri, latch: Latch, shutdown: CancellationToken) {
+    let mut delay = Doubling::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut failure = LogOnce::default();
     loop {
         match runtime.version().await {
             Ok((name, version)) => {
@@ -141,28 +140,15 @@ async fn wait_for_runtime(runtime: Runtime, latch: Latch, shutdown: Cancellation
                 latch.release();
                 return;
             }
-            Err(e) if !logged => {
-                tracing::warn!(error = %e, "waiting for the container runtime");
-                logged = true;
+            Err(e) => {
+                if failure.failed(e.to_string()) {
+                    tracing::warn!(error = %e, "waiting for the container runtime");
+                }
             }
-            Err(_) => {}
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(delay.next_wait()) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        // systemd and `kill` ask us to stop with SIGTERM.
-        _ = term.recv() => {}
-        // Ctrl-C, when run by hand.
-        _ = int.recv() => {}
     }
 }

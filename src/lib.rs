@@ -3,8 +3,11 @@
 //! The modules follow the data flow:
 //! `source` (manifest directory and URL) -> `manifest` (parse, validate, identity) ->
 //! `desired` (merge of sources, last-good retention) -> `supervisor` (one task per pod, pure
-//! decisions) -> `cri` (the only code that talks gRPC to the runtime). `ops` serves the local view,
-//! health and metrics; `logs` reads container logs from disk.
+//! decisions) -> `cri` (the only code that talks gRPC to the runtime, behind the `Cri` trait).
+//! Observed + desired -> `mirror` (the only code that talks to the API server: Node, Lease,
+//! mirror pods, events). `ops` serves the local view, health and metrics; `logs` reads container
+//! logs from disk; `config` is the settings table; `daemon` wires it all; `retry` holds the two
+//! habits every retry loop shares (doubling waits, failures logged once).
 
 pub mod config;
 pub mod cri;
@@ -14,5 +17,6 @@ pub mod logs;
 pub mod manifest;
 pub mod mirror;
 pub mod ops;
+pub mod retry;
 pub mod source;
 pub mod supervisor;

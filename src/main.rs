@@ -186,7 +186,12 @@ fn run_daemon(flags: RunFlags) -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(staticlet::daemon::run(config)) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let result = runtime.block_on(async {
+        tokio::spawn(stop_on_signals(shutdown.clone()));
+        staticlet::daemon::run(config, shutdown).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -229,4 +234,24 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
         anyhow::bail!("{}", head.lines().next().unwrap_or(head));
     }
     Ok(body.to_owned())
+}
+
+/// The first SIGTERM or SIGINT starts the drain; a second one exits at once.
+async fn stop_on_signals(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    for _ in 0..2 {
+        tokio::select! {
+            // systemd and `kill` ask us to stop with SIGTERM.
+            _ = term.recv() => {}
+            // Ctrl-C, when run by hand.
+            _ = int.recv() => {}
+        }
+        if shutdown.is_cancelled() {
+            tracing::warn!("second signal; exiting now");
+            std::process::exit(1);
+        }
+        shutdown.cancel();
+    }
 }

@@ -100,6 +100,7 @@ impl Drop for Kubelet {
         // kubelet leaves its pods running when it stops, as staticlet does: remove them.
         let suffix = format!("-{}", self.node);
         super::common::block_on(async {
+            use staticlet::cri::Cri as _;
             let rt = super::common::runtime();
             for s in rt.list_sandboxes(&[]).await.unwrap_or_default() {
                 if s.metadata.as_ref().is_some_and(|m| m.name.ends_with(&suffix)) {

@@ -5,6 +5,8 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+use super::Cri;
+
 /// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
 /// image is missing" read differently in the log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,23 +75,26 @@ impl Runtime {
             timeout,
         })
     }
+}
 
-    pub fn endpoint(&self) -> &str {
+#[async_trait::async_trait]
+impl Cri for Runtime {
+    fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
     /// `(runtime name, runtime version)`, e.g. `("containerd", "1.6.20~ds1")`.
-    pub async fn version(&self) -> Result<(String, String), CriError> {
+    async fn version(&self) -> Result<(String, String), CriError> {
         let r = call!(self, runtime, version, "Version", api::VersionRequest { version: "v1".into() })?;
         Ok((r.runtime_name, r.runtime_version))
     }
 
-    pub async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
+    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
         let req = api::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
         Ok(call!(self, runtime, run_pod_sandbox, "RunPodSandbox", req)?.pod_sandbox_id)
     }
 
-    pub async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
+    async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
         call!(
             self,
             runtime,
@@ -100,32 +105,32 @@ impl Runtime {
         .map(drop)
     }
 
-    pub async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+    async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
         let req = api::RemovePodSandboxRequest { pod_sandbox_id: id.into() };
         call!(self, runtime, remove_pod_sandbox, "RemovePodSandbox", req).map(drop)
     }
 
     /// The sandbox's IP address ("" for host-network pods).
-    pub async fn sandbox_ip(&self, id: &str) -> Result<String, CriError> {
+    async fn sandbox_ip(&self, id: &str) -> Result<String, CriError> {
         let req = api::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
         let r = call!(self, runtime, pod_sandbox_status, "PodSandboxStatus", req)?;
         Ok(r.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default())
     }
 
-    pub async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError> {
+    async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError> {
         let filter = api::PodSandboxFilter { label_selector: selector(labels), ..Default::default() };
         let req = api::ListPodSandboxRequest { filter: Some(filter) };
         Ok(call!(self, runtime, list_pod_sandbox, "ListPodSandbox", req)?.items)
     }
 
-    pub async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError> {
+    async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError> {
         let filter = api::ContainerFilter { label_selector: selector(labels), ..Default::default() };
         let req = api::ListContainersRequest { filter: Some(filter) };
         Ok(call!(self, runtime, list_containers, "ListContainers", req)?.containers)
     }
 
     /// Always sends the sandbox config: containerd 1.6 panics without it.
-    pub async fn create_container(
+    async fn create_container(
         &self,
         sandbox_id: &str,
         config: api::ContainerConfig,
@@ -139,23 +144,23 @@ impl Runtime {
         Ok(call!(self, runtime, create_container, "CreateContainer", req)?.container_id)
     }
 
-    pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
+    async fn start_container(&self, id: &str) -> Result<(), CriError> {
         call!(self, runtime, start_container, "StartContainer", api::StartContainerRequest { container_id: id.into() })
             .map(drop)
     }
 
     /// Stops with SIGTERM, then SIGKILL after `grace`.
-    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
         let req = api::StopContainerRequest { container_id: id.into(), timeout: grace.as_secs() as i64 };
         call!(self, runtime, stop_container, "StopContainer", req, self.timeout + grace).map(drop)
     }
 
-    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+    async fn remove_container(&self, id: &str) -> Result<(), CriError> {
         let req = api::RemoveContainerRequest { container_id: id.into() };
         call!(self, runtime, remove_container, "RemoveContainer", req).map(drop)
     }
 
-    pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
+    async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
         let req = api::ContainerStatusRequest { container_id: id.into(), verbose: false };
         let r = call!(self, runtime, container_status, "ContainerStatus", req)?;
         r.status.ok_or_else(|| CriError::Rpc {
@@ -168,7 +173,7 @@ impl Runtime {
 
     /// The host PID of the container's init process, from the verbose status (None if the runtime
     /// does not say).
-    pub async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
+    async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
         let req = api::ContainerStatusRequest { container_id: id.into(), verbose: true };
         let r = call!(self, runtime, container_status, "ContainerStatus", req)?;
         let pid = r
@@ -182,12 +187,12 @@ impl Runtime {
     }
 
     /// The image's ID if the runtime has it.
-    pub async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
+    async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
         let req = api::ImageStatusRequest { image: Some(image_spec(image)), verbose: false };
         Ok(call!(self, images, image_status, "ImageStatus", req)?.image.map(|i| i.id))
     }
 
-    pub async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError> {
+    async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError> {
         let req = api::PullImageRequest { image: Some(image_spec(image)), auth: None, sandbox_config: Some(sandbox) };
         Ok(call!(self, images, pull_image, "PullImage", req)?.image_ref)
     }

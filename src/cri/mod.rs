@@ -1,14 +1,59 @@
 //! The container runtime, through CRI v1: the only module that speaks gRPC.
 //!
-//! `translate` turns a static pod into CRI configs (pure); `client` makes the calls with typed
-//! errors; `observe` relists the runtime and publishes what it saw to every pod supervisor.
+//! `Cri` is the seam: every runtime call the daemon makes goes through it, so the supervisors run
+//! the same against the real tonic client (`Runtime`) and, in unit tests, against the recording
+//! fake (`fake::FakeCri`) that can script any call's failure. `translate` turns a static pod into
+//! CRI configs (pure); `model` is what a relist says, typed; `observe` relists the runtime and
+//! publishes what it saw to every pod supervisor.
 
 mod client;
 pub mod exit_watch;
+#[cfg(test)]
+pub mod fake;
 pub mod labels;
+mod model;
 mod observe;
 pub mod translate;
 
+use std::{sync::Arc, time::Duration};
+
 pub use client::{CriError, Runtime};
 pub use k8s_cri::v1 as api;
-pub use observe::{ContainerInfo, ContainerState, Observer, RuntimePod, RuntimeSnapshot, SandboxInfo};
+pub use model::{ContainerInfo, ContainerState, RuntimePod, RuntimeSnapshot, SandboxInfo};
+pub use observe::Observer;
+
+/// The runtime calls staticlet makes, named after their CRI RPCs. Errors name the RPC and the
+/// endpoint (`CriError::Rpc`).
+#[async_trait::async_trait]
+pub trait Cri: Send + Sync {
+    fn endpoint(&self) -> &str;
+    /// `(runtime name, runtime version)`, e.g. `("containerd", "1.6.20~ds1")`.
+    async fn version(&self) -> Result<(String, String), CriError>;
+    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError>;
+    async fn stop_sandbox(&self, id: &str) -> Result<(), CriError>;
+    async fn remove_sandbox(&self, id: &str) -> Result<(), CriError>;
+    /// The sandbox's IP address ("" for host-network pods).
+    async fn sandbox_ip(&self, id: &str) -> Result<String, CriError>;
+    async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError>;
+    async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError>;
+    /// Always sends the sandbox config: containerd 1.6 panics without it.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String, CriError>;
+    async fn start_container(&self, id: &str) -> Result<(), CriError>;
+    /// Stops with SIGTERM, then SIGKILL after `grace`.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError>;
+    async fn remove_container(&self, id: &str) -> Result<(), CriError>;
+    async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError>;
+    /// The host PID of the container's init process (None if the runtime does not say).
+    async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError>;
+    /// The image's ID if the runtime has it.
+    async fn image_id(&self, image: &str) -> Result<Option<String>, CriError>;
+    async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError>;
+}
+
+/// The runtime as the daemon's tasks share it.
+pub type SharedCri = Arc<dyn Cri>;

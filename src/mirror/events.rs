@@ -39,8 +39,14 @@ impl RateLimit {
     }
 }
 
-pub fn event(involved: ObjectReference, node: &str, warning: bool, reason: &str, message: &str) -> Event {
-    let now = jiff::Timestamp::now();
+pub fn event(
+    involved: ObjectReference,
+    node: &str,
+    warning: bool,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+) -> Event {
     let name = format!("{}.{:x}", involved.name.as_deref().unwrap_or("object"), now.as_nanosecond());
     Event {
         metadata: ObjectMeta { name: Some(name), namespace: involved.namespace.clone(), ..Default::default() },

@@ -1,10 +1,16 @@
 //! The API server side: the only code that talks to it (kube-rs). Registers the Node and keeps
 //! its Lease, keeps one read-only mirror pod per static pod with true status, and posts events.
 //! Nothing local ever waits for it: static pods run the same with the API server gone.
+//!
+//! - `lease`: the Node keeper (registration, Lease renewal, status posts);
+//! - `sync`: the mirror loop, carrying out `pod::verdict` and `rules` against the API;
+//! - `pod`, `node`, `rules`, `events`: what the objects look like, and the decisions, pure.
 
 mod events;
+mod lease;
 pub mod node;
 pub mod pod;
+pub mod rules;
 mod sync;
 
 use std::{

@@ -82,7 +82,7 @@ pub fn default_node_ip() -> String {
         .unwrap_or_else(|_| "127.0.0.1".into())
 }
 
-pub fn node_object(facts: &NodeFacts) -> Node {
+pub fn node_object(facts: &NodeFacts, now: jiff::Timestamp) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(facts.name.clone()),
@@ -100,12 +100,13 @@ pub fn node_object(facts: &NodeFacts) -> Node {
             taints: Some(vec![Taint { key: TAINT_KEY.into(), effect: "NoSchedule".into(), ..Default::default() }]),
             ..Default::default()
         }),
-        status: Some(node_status(facts)),
+        status: Some(node_status(facts, now)),
     }
 }
 
-pub fn node_status(facts: &NodeFacts) -> NodeStatus {
-    let now = Time(jiff::Timestamp::now());
+/// The Node's status; `now` is the heartbeat and transition time of its conditions.
+pub fn node_status(facts: &NodeFacts, now: jiff::Timestamp) -> NodeStatus {
+    let now = Time(now);
     let condition = |kind: &str, status: &str, reason: &str, message: &str| NodeCondition {
         type_: kind.into(),
         status: status.into(),
@@ -159,7 +160,7 @@ pub async fn ensure_node(client: &Client, facts: &NodeFacts) -> Result<String, M
         Some(node) => node,
         None => {
             tracing::info!(node = %name, "registering node");
-            match nodes.create(&PostParams::default(), &node_object(facts)).await {
+            match nodes.create(&PostParams::default(), &node_object(facts, jiff::Timestamp::now())).await {
                 Ok(node) => node,
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     nodes.get(name).await.map_err(|e| MirrorError::api("get", format!("node {name}"), e))?
@@ -171,9 +172,9 @@ pub async fn ensure_node(client: &Client, facts: &NodeFacts) -> Result<String, M
     node.metadata.uid.ok_or_else(|| MirrorError::Invalid(format!("node {name} has no uid")))
 }
 
-pub async fn post_status(client: &Client, facts: &NodeFacts) -> Result<(), MirrorError> {
+pub async fn post_status(client: &Client, facts: &NodeFacts, now: jiff::Timestamp) -> Result<(), MirrorError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = serde_json::json!({ "status": node_status(facts) });
+    let patch = serde_json::json!({ "status": node_status(facts, now) });
     nodes
         .patch_status(&facts.name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
@@ -182,9 +183,9 @@ pub async fn post_status(client: &Client, facts: &NodeFacts) -> Result<(), Mirro
 }
 
 /// Renews the node's Lease in kube-node-lease; false when there is none to renew.
-pub async fn renew_lease(client: &Client, node: &str) -> Result<bool, MirrorError> {
+pub async fn renew_lease(client: &Client, node: &str, now: jiff::Timestamp) -> Result<bool, MirrorError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let now = MicroTime(jiff::Timestamp::now());
+    let now = MicroTime(now);
     let patch = serde_json::json!({ "spec": { "holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now } });
     match leases.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(true),
@@ -194,7 +195,12 @@ pub async fn renew_lease(client: &Client, node: &str) -> Result<bool, MirrorErro
 }
 
 /// Creates the node's Lease, owned by the Node so that it goes when the Node does.
-pub async fn create_lease(client: &Client, node: &str, node_uid: &str) -> Result<(), MirrorError> {
+pub async fn create_lease(
+    client: &Client,
+    node: &str,
+    node_uid: &str,
+    now: jiff::Timestamp,
+) -> Result<(), MirrorError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let lease = Lease {
         metadata: ObjectMeta {
@@ -212,7 +218,7 @@ pub async fn create_lease(client: &Client, node: &str, node_uid: &str) -> Result
         spec: Some(LeaseSpec {
             holder_identity: Some(node.into()),
             lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
-            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            renew_time: Some(MicroTime(now)),
             ..Default::default()
         }),
     };

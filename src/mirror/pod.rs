@@ -10,7 +10,12 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 
-use crate::{manifest::StaticPod, supervisor::PodView};
+use jiff::Timestamp;
+
+use crate::{
+    manifest::StaticPod,
+    supervisor::status::{self, ContainerPhase, PodState},
+};
 
 pub const ANNOTATION_MIRROR: &str = "kubernetes.io/config.mirror";
 
@@ -76,90 +81,56 @@ pub fn verdict(wanted: &Pod, existing: Option<&Pod>) -> Verdict {
     Verdict::Keep
 }
 
-/// The mirror's status from what the runtime shows (KUBELET.md 3.3): phase, the four conditions,
-/// container statuses, IPs, start time, QoS class.
-pub fn status_of(pod: &StaticPod, view: Option<&PodView>, host_ip: &str) -> PodStatus {
+/// The mirror's status from the supervisor's typed model (KUBELET.md 3.3): phase, the five
+/// conditions, container statuses, IPs, start time, QoS class. `now` stamps new conditions.
+pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: Timestamp) -> PodStatus {
     let policy = pod.restart_policy();
-    let containers = view.map(|v| v.containers.as_slice()).unwrap_or_default();
+    let containers = state.map(|v| v.containers.as_slice()).unwrap_or_default();
     let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
-    let terminated: Vec<_> = containers.iter().filter(|c| c.state == "Terminated").collect();
+    let exit_codes: Vec<i32> = containers.iter().filter_map(|c| c.phase.exit_code()).collect();
     let finished = !containers.is_empty()
-        && terminated.len() == containers.len()
-        && terminated.iter().all(|c| !policy.restarts_after(c.exit_code.unwrap_or(1)));
-    let running_or_restarting = containers.iter().any(|c| c.state == "Running" || c.restart_count > 0);
+        && exit_codes.len() == containers.len()
+        && exit_codes.iter().all(|code| !policy.restarts_after(*code));
+    let sandbox = state.is_some_and(|v| v.started.is_some());
+    let running_or_restarting = containers.iter().any(|c| c.phase.is_running() || c.restart_count > 0);
     let phase = if finished {
-        if terminated.iter().all(|c| c.exit_code == Some(0)) { "Succeeded" } else { "Failed" }
-    } else if running_or_restarting && view.is_some_and(|v| v.started.is_some()) {
+        if exit_codes.iter().all(|code| *code == 0) { "Succeeded" } else { "Failed" }
+    } else if running_or_restarting && sandbox {
         "Running"
     } else {
         "Pending"
     };
-    let now = Time(jiff::Timestamp::now());
     let condition = |kind: &str, ok: bool, reason: Option<&str>| PodCondition {
         type_: kind.into(),
         status: if ok { "True" } else { "False" }.into(),
-        last_transition_time: Some(now.clone()),
+        last_transition_time: Some(Time(now)),
         reason: if ok { None } else { reason.map(Into::into) },
         ..Default::default()
     };
-    let sandbox = view.is_some_and(|v| v.started.is_some());
+    let not_ready = if finished { "PodCompleted" } else { "ContainersNotReady" };
     let conditions = vec![
         condition("PodReadyToStartContainers", sandbox, None),
         condition("Initialized", true, None),
-        condition("Ready", all_ready && !finished, Some(if finished { "PodCompleted" } else { "ContainersNotReady" })),
-        condition(
-            "ContainersReady",
-            all_ready && !finished,
-            Some(if finished { "PodCompleted" } else { "ContainersNotReady" }),
-        ),
+        condition("Ready", all_ready && !finished, Some(not_ready)),
+        condition("ContainersReady", all_ready && !finished, Some(not_ready)),
         condition("PodScheduled", true, None),
     ];
-    let time = |s: &Option<String>| s.as_deref().and_then(|t| t.parse().ok()).map(Time);
     let container_statuses = pod
         .spec()
         .containers
         .iter()
-        .map(|spec| {
-            let c = containers.iter().find(|c| c.name == spec.name);
-            let state = match c {
-                Some(c) if c.state == "Running" => ContainerState {
-                    running: Some(ContainerStateRunning { started_at: time(&c.started_at) }),
-                    ..Default::default()
-                },
-                Some(c) if c.state == "Terminated" => ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: c.exit_code.unwrap_or(0),
-                        reason: Some(c.reason.clone()),
-                        started_at: time(&c.started_at),
-                        finished_at: time(&c.finished_at),
-                        container_id: Some(format!("containerd://{}", c.id)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                Some(c) => ContainerState {
-                    waiting: Some(ContainerStateWaiting { reason: Some(c.reason.clone()), message: None }),
-                    ..Default::default()
-                },
-                None => ContainerState {
-                    waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
-                    ..Default::default()
-                },
-            };
-            ContainerStatus {
+        .map(|spec| match containers.iter().find(|c| c.name == spec.name) {
+            Some(c) => container_status(c),
+            None => ContainerStatus {
                 name: spec.name.clone(),
                 image: spec.image.clone().unwrap_or_default(),
-                image_id: c.map(|c| c.image_ref.clone()).unwrap_or_default(),
-                container_id: c.filter(|c| !c.id.is_empty()).map(|c| format!("containerd://{}", c.id)),
-                ready: c.is_some_and(|c| c.ready),
-                started: Some(c.is_some_and(|c| c.state == "Running")),
-                restart_count: c.map(|c| c.restart_count as i32).unwrap_or(0),
-                state: Some(state),
+                started: Some(false),
+                state: Some(waiting("ContainerCreating")),
                 ..Default::default()
-            }
+            },
         })
         .collect();
-    let pod_ip = view.map(|v| if v.ip.is_empty() && pod.host_network() { host_ip.to_owned() } else { v.ip.clone() });
+    let pod_ip = state.map(|v| if v.ip.is_empty() && pod.host_network() { host_ip.to_owned() } else { v.ip.clone() });
     let pod_ip = pod_ip.filter(|ip| !ip.is_empty());
     PodStatus {
         phase: Some(phase.into()),
@@ -169,8 +140,48 @@ pub fn status_of(pod: &StaticPod, view: Option<&PodView>, host_ip: &str) -> PodS
         host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP { ip: host_ip.into() }]),
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
-        start_time: view.and_then(|v| time(&v.started)),
+        start_time: state.and_then(|v| v.started).map(Time),
         qos_class: Some(qos_class(pod).into()),
+        ..Default::default()
+    }
+}
+
+fn waiting(reason: &str) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: None }),
+        ..Default::default()
+    }
+}
+
+fn container_status(c: &status::ContainerStatus) -> ContainerStatus {
+    let container_id = (!c.id.is_empty()).then(|| format!("containerd://{}", c.id));
+    let state = match &c.phase {
+        ContainerPhase::Running => ContainerState {
+            running: Some(ContainerStateRunning { started_at: c.started_at.map(Time) }),
+            ..Default::default()
+        },
+        ContainerPhase::Terminated { exit_code, reason, finished_at } => ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: *exit_code,
+                reason: Some(reason.clone()),
+                started_at: c.started_at.map(Time),
+                finished_at: finished_at.map(Time),
+                container_id: container_id.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ContainerPhase::Waiting { reason } => waiting(reason),
+    };
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        image_id: c.image_ref.clone(),
+        container_id,
+        ready: c.ready,
+        started: Some(c.phase.is_running()),
+        restart_count: c.restart_count as i32,
+        state: Some(state),
         ..Default::default()
     }
 }
@@ -258,7 +269,7 @@ mod tests {
 
     #[test]
     fn status_patch_clears_reasons_of_conditions_that_recovered() {
-        let status = status_of(&static_pod(), None, "10.0.0.1");
+        let status = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         let body = status_patch(Some("u1"), &status);
         assert_eq!(body["metadata"]["uid"], "u1");
         let ready =
@@ -321,7 +332,7 @@ mod tests {
 
     #[test]
     fn status_without_a_view_is_pending_and_creating() {
-        let status = status_of(&static_pod(), None, "10.0.0.1");
+        let status = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         assert_eq!(status.phase.as_deref(), Some("Pending"));
         let c = &status.container_statuses.unwrap()[0];
         assert_eq!(c.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
@@ -330,7 +341,7 @@ mod tests {
 
     #[test]
     fn condition_timestamps_alone_are_no_change() {
-        let a = status_of(&static_pod(), None, "10.0.0.1");
+        let a = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         let mut b = a.clone();
         for c in b.conditions.iter_mut().flatten() {
             c.last_transition_time = None;
@@ -344,7 +355,7 @@ mod tests {
     #[test]
     fn sub_second_digits_alone_are_no_change() {
         let at = |nanos: i64| Some(Time(jiff::Timestamp::from_nanosecond(nanos as i128).unwrap()));
-        let mut a = status_of(&static_pod(), None, "10.0.0.1");
+        let mut a = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         a.start_time = at(1_700_000_000_123_456_789);
         let mut b = a.clone();
         b.start_time = at(1_700_000_000_000_000_000);

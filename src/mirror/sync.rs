@@ -1,14 +1,15 @@
-//! The mirror sync loop: level-triggered on the desired set, the pod views, a watch on this
+//! The mirror sync loop: level-triggered on the desired set, the pod states, a watch on this
 //! node's pods and a 10 s tick. Each pass makes the API server match, one pod at a time:
 //! create missing mirrors, replace outdated/terminating/edited ones (delete with a UID
 //! precondition, then create), delete orphans, patch status where it differs, post events.
 //! A deleted mirror comes back as soon as the watch reports the deletion.
+//! The decisions are pure (`pod::verdict`, `rules`); this file carries them out.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -18,26 +19,28 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
     runtime::{WatchStreamExt, reflector, watcher},
 };
-use tokio::sync::{Notify, mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::{
+    sync::{Notify, mpsc, watch},
+    time::Instant,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     MirrorError, MirrorProblems,
     events::{RateLimit, event},
-    node::{self, NodeFacts},
-    pod::{ANNOTATION_MIRROR, Verdict, mirror_of, status_differs, status_of, status_patch, verdict},
+    lease::keep_node,
+    node::NodeFacts,
+    pod::{Verdict, mirror_of, status_differs, status_of, status_patch, verdict},
+    rules::{Orphan, RefusalBackoff, is_refusal, orphan},
 };
 use crate::{
     desired::Desired,
     manifest::StaticPod,
+    retry::LogOnce,
     supervisor::{Views, events::PodEvent},
 };
 
 const RESYNC: Duration = Duration::from_secs(10);
-const LEASE_RENEW: Duration = Duration::from_secs(10);
-const NODE_STATUS: Duration = Duration::from_secs(300);
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(300);
 
 pub struct Settings {
     pub kubeconfig: PathBuf,
@@ -55,13 +58,16 @@ pub struct MirrorSync {
     events: mpsc::UnboundedReceiver<PodEvent>,
 }
 
-/// Back-off for one pod's refused mirror: a rejection is retried, but not hammered.
-struct Retry {
-    next: Instant,
-    delay: Duration,
+/// Per-pod memory of one run of the loop.
+#[derive(Default)]
+struct Memory {
+    refusals: RefusalBackoff,
+    failures: HashMap<String, LogOnce>,
+    limit: RateLimit,
 }
 
 impl MirrorSync {
+    /// Reads the kubeconfig; nothing is sent to the API server yet.
     pub async fn connect(
         settings: Settings,
         desired: watch::Receiver<Arc<Desired>>,
@@ -77,50 +83,34 @@ impl MirrorSync {
             .await
             .map_err(|e| invalid(e.to_string()))?;
         let client = Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { client, settings, desired, views, problems, events })
+        Ok(Self::new(client, settings, desired, views, problems, events))
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let node_name = self.settings.node.clone();
-        let facts = NodeFacts::gather(&node_name, &self.settings.node_ip, &self.settings.runtime_version);
-        let (node_uid_tx, mut node_uid) = watch::channel::<Option<String>>(None);
-        tokio::spawn(keep_node(self.client.clone(), facts, node_uid_tx, shutdown.clone()));
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        desired: watch::Receiver<Arc<Desired>>,
+        views: Views,
+        problems: MirrorProblems,
+        events: mpsc::UnboundedReceiver<PodEvent>,
+    ) -> Self {
+        Self { client, settings, desired, views, problems, events }
+    }
 
-        let pods: Api<Pod> = Api::all(self.client.clone());
+    /// Runs until `shutdown`; the Node keeper and the watch run as their own tasks on `tracker`.
+    pub async fn run(mut self, tracker: TaskTracker, shutdown: CancellationToken) {
+        let facts = NodeFacts::gather(&self.settings.node, &self.settings.node_ip, &self.settings.runtime_version);
+        let (node_uid_tx, mut node_uid) = watch::channel::<Option<String>>(None);
+        tracker.spawn(keep_node(self.client.clone(), facts, node_uid_tx, shutdown.clone()));
+
         let (store, writer) = reflector::store::<Pod>();
         let changed = Arc::new(Notify::new());
-        let watch_config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-        let stream = reflector(writer, watcher(pods, watch_config)).default_backoff();
-        let notify = changed.clone();
-        let watch_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            let mut failing = false;
-            loop {
-                let item = tokio::select! {
-                    _ = watch_shutdown.cancelled() => return,
-                    item = stream.next() => item,
-                };
-                match item {
-                    Some(Ok(_)) => {
-                        failing = false;
-                        notify.notify_one();
-                    }
-                    Some(Err(e)) => {
-                        if !failing {
-                            tracing::warn!(error = %super::describe(&e), "watching this node's pods failed; retrying");
-                        }
-                        failing = true;
-                    }
-                    None => return,
-                }
-            }
-        });
+        let watch_config = watcher::Config::default().fields(&format!("spec.nodeName={}", self.settings.node));
+        let stream = reflector(writer, watcher(Api::all(self.client.clone()), watch_config)).default_backoff();
+        tracker.spawn(watch_pods(stream, changed.clone(), shutdown.clone()));
 
         let mut views_changed = self.views.subscribe();
-        let mut retries: HashMap<String, Retry> = HashMap::new();
-        let mut limit = RateLimit::default();
-        let mut last_error: HashMap<String, String> = HashMap::new();
+        let mut memory = Memory::default();
         let mut tick = tokio::time::interval(RESYNC);
         loop {
             tokio::select! {
@@ -131,51 +121,54 @@ impl MirrorSync {
                 _ = node_uid.changed() => {}
                 _ = tick.tick() => {}
                 Some(e) = self.events.recv() => {
-                    self.post_event(&store, &mut limit, e).await;
+                    self.post_event(&store, &mut memory.limit, e).await;
                     continue;
                 }
             }
             let Some(uid) = node_uid.borrow().clone() else { continue };
-            if store.wait_until_ready().await.is_err() {
-                return;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ready = store.wait_until_ready() => if ready.is_err() { return },
             }
             let desired = self.desired.borrow().clone();
             for wanted in desired.pods.values() {
-                let full = wanted.pod.full_name();
-                let result = self.sync_pod(&store, &wanted.pod, &uid, &mut retries).await;
-                match result {
-                    Ok(()) => {
-                        last_error.remove(&full);
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        if last_error.get(&full) != Some(&message) {
-                            tracing::warn!(pod = %full, error = %message, "mirror pod sync failed; the static pod is unaffected");
-                            if e.code().is_some_and(|c| c == 403 || c == 422 || c == 400) {
-                                let node_ref = ObjectReference {
-                                    kind: Some("Node".into()),
-                                    api_version: Some("v1".into()),
-                                    name: Some(node_name.clone()),
-                                    uid: Some(node_name.clone()),
-                                    ..Default::default()
-                                };
-                                let ev = event(
-                                    node_ref,
-                                    &node_name,
-                                    true,
-                                    "FailedMirrorPod",
-                                    &format!("mirror of {full} refused: {message}"),
-                                );
-                                let _ = Api::<Event>::namespaced(self.client.clone(), "default")
-                                    .create(&PostParams::default(), &ev)
-                                    .await;
-                            }
-                            last_error.insert(full.clone(), message);
-                        }
-                    }
-                }
+                let result = self.sync_pod(&store, &wanted.pod, &uid, &mut memory.refusals).await;
+                self.report(&wanted.pod.full_name(), &uid, result, &mut memory).await;
             }
             self.delete_orphans(&store, &desired).await;
+        }
+    }
+
+    /// Logs a pod's sync failure once until it changes; a refusal also becomes a Node event.
+    async fn report(&self, full: &str, node_uid: &str, result: Result<(), MirrorError>, memory: &mut Memory) {
+        let failure = memory.failures.entry(full.to_owned()).or_default();
+        let error = match result {
+            Ok(()) => {
+                failure.recovered();
+                return;
+            }
+            Err(error) => error,
+        };
+        if !failure.failed(error.to_string()) {
+            return;
+        }
+        tracing::warn!(pod = %full, error = %error, "mirror pod sync failed; the static pod is unaffected");
+        if is_refusal(&error) {
+            let node = &self.settings.node;
+            let node_ref = ObjectReference {
+                kind: Some("Node".into()),
+                api_version: Some("v1".into()),
+                name: Some(node.clone()),
+                uid: Some(node_uid.to_owned()),
+                ..Default::default()
+            };
+            let message = format!("mirror of {full} refused: {error}");
+            let ev = event(node_ref, node, true, "FailedMirrorPod", &message, jiff::Timestamp::now());
+            if let Err(e) =
+                Api::<Event>::namespaced(self.client.clone(), "default").create(&PostParams::default(), &ev).await
+            {
+                tracing::debug!(error = %super::describe(&e), "posting FailedMirrorPod event failed");
+            }
         }
     }
 
@@ -184,66 +177,59 @@ impl MirrorSync {
         store: &reflector::Store<Pod>,
         pod: &StaticPod,
         node_uid: &str,
-        retries: &mut HashMap<String, Retry>,
+        refusals: &mut RefusalBackoff,
     ) -> Result<(), MirrorError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.namespace());
         let full = pod.full_name();
         let wanted = mirror_of(pod, &self.settings.node, node_uid);
         let existing = store.get(&reflector::ObjectRef::new(pod.name()).within(pod.namespace()));
-        match verdict(&wanted, existing.as_deref()) {
-            Verdict::Keep => {}
-            v => {
-                if retries.get(&full).is_some_and(|r| Instant::now() < r.next) {
-                    return Ok(()); // backing off after a refusal; the problem is already shown
-                }
-                if let (Verdict::Replace(reason), Some(existing)) = (&v, &existing) {
-                    tracing::info!(pod = %full, reason, "replacing mirror pod");
-                    let params = DeleteParams {
-                        grace_period_seconds: Some(0),
-                        preconditions: Some(Preconditions {
-                            uid: existing.metadata.uid.clone(),
-                            resource_version: None,
-                        }),
-                        ..Default::default()
-                    };
-                    match api.delete(pod.name(), &params).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                        Err(e) => return Err(MirrorError::api("delete", format!("pod {full}"), e)),
-                    }
-                }
-                match api.create(&PostParams::default(), &wanted).await {
-                    Ok(created) => {
-                        tracing::info!(pod = %full, mirror_uid = ?created.metadata.uid, "mirror pod created");
-                        retries.remove(&full);
-                        self.problems.set(&full, None);
-                        self.patch_status(&api, pod, &created).await?;
-                    }
-                    // Still there (an older copy not yet gone from our cache, or a race): the
-                    // watch brings it and the next pass judges it.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => {
-                        let error = MirrorError::api("create", format!("mirror pod {full}"), e);
-                        let delay = retries.get(&full).map(|r| (r.delay * 2).min(RETRY_MAX)).unwrap_or(RETRY_MIN);
-                        retries.insert(full.clone(), Retry { next: Instant::now() + delay, delay });
-                        self.problems.set(&full, Some(format!("no mirror pod: {error}")));
-                        return Err(error);
-                    }
-                }
-                return Ok(());
+        let v = verdict(&wanted, existing.as_deref());
+        if v == Verdict::Keep {
+            if let Some(existing) = existing {
+                self.patch_status(&api, pod, &existing).await?;
+            }
+            return Ok(());
+        }
+        if refusals.waiting(&full, Instant::now()) {
+            return Ok(()); // backing off after a refusal; the problem is already shown
+        }
+        if let (Verdict::Replace(reason), Some(existing)) = (&v, &existing) {
+            tracing::info!(pod = %full, reason, "replacing mirror pod");
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: existing.metadata.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            match api.delete(pod.name(), &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(MirrorError::api("delete", format!("pod {full}"), e)),
             }
         }
-        if let Some(existing) = existing {
-            self.patch_status(&api, pod, &existing).await?;
+        match api.create(&PostParams::default(), &wanted).await {
+            Ok(created) => {
+                tracing::info!(pod = %full, mirror_uid = ?created.metadata.uid, "mirror pod created");
+                refusals.succeeded(&full);
+                self.problems.set(&full, None);
+                self.patch_status(&api, pod, &created).await
+            }
+            // Still there (an older copy not yet gone from our cache, or a race): the watch
+            // brings it and the next pass judges it.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => {
+                let error = MirrorError::api("create", format!("mirror pod {full}"), e);
+                refusals.failed(&full, Instant::now());
+                self.problems.set(&full, Some(format!("no mirror pod: {error}")));
+                Err(error)
+            }
         }
-        Ok(())
     }
 
     /// Patches the mirror's status when it differs, with the mirror's UID as a precondition so a
     /// status never lands on a newer mirror it was not computed for.
     async fn patch_status(&self, api: &Api<Pod>, pod: &StaticPod, mirror: &Pod) -> Result<(), MirrorError> {
-        let view = self.views.get(&pod.uid);
-        let mut status = status_of(pod, view.as_ref(), &self.settings.node_ip);
+        let state = self.views.get(&pod.uid);
+        let mut status = status_of(pod, state.as_ref(), &self.settings.node_ip, jiff::Timestamp::now());
         let current = mirror.status.as_ref();
         if !status_differs(current, &status) {
             return Ok(());
@@ -264,44 +250,34 @@ impl MirrorSync {
         }
     }
 
-    /// Mirrors with no static pod behind them, once that pod has fully stopped.
+    /// Mirrors with no static pod behind them, as `rules::orphan` judges them.
     async fn delete_orphans(&self, store: &reflector::Store<Pod>, desired: &Desired) {
-        // A pod no manifest wants but still supervised is stopping (its worker removes its view
-        // only once the pod is gone), even if the worker has not said "terminating" yet.
-        let stopping: Vec<String> =
-            self.views.all().into_iter().map(|v| format!("{}/{}", v.namespace, v.name)).collect();
+        let stopping: BTreeSet<String> = self.views.all().iter().map(|v| v.full_name()).collect();
         for mirror in store.state() {
             let meta = &mirror.metadata;
-            if meta.annotations.as_ref().is_none_or(|a| !a.contains_key(ANNOTATION_MIRROR)) {
-                continue;
-            }
             let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
             let full = format!("{ns}/{name}");
-            if desired.pods.contains_key(&full) {
-                continue;
-            }
-            let params = if stopping.contains(&full) {
-                if meta.deletion_timestamp.is_some() {
-                    continue;
+            let params = match orphan(&mirror, desired.pods.contains_key(&full), stopping.contains(&full)) {
+                Orphan::Leave => continue,
+                Orphan::MarkTerminating { grace_seconds } => {
+                    tracing::info!(pod = %full, "marking mirror pod terminating");
+                    DeleteParams {
+                        grace_period_seconds: Some(grace_seconds),
+                        preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+                        ..Default::default()
+                    }
                 }
-                // Still stopping on the node: a graceful delete marks the mirror Terminating in
-                // kubectl, as the pod is; the final delete follows when it has stopped.
-                let grace = mirror.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-                tracing::info!(pod = %full, "marking mirror pod terminating");
-                DeleteParams {
-                    grace_period_seconds: Some(grace.max(1) as u32),
-                    preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
-                    ..Default::default()
+                Orphan::Delete => {
+                    tracing::info!(pod = %full, "deleting mirror pod of a static pod that is gone");
+                    DeleteParams { grace_period_seconds: Some(0), ..Default::default() }
                 }
-            } else {
-                tracing::info!(pod = %full, "deleting mirror pod of a static pod that is gone");
-                DeleteParams { grace_period_seconds: Some(0), ..Default::default() }
             };
             match Api::<Pod>::namespaced(self.client.clone(), &ns).delete(&name, &params).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => {
-                    tracing::warn!(pod = %full, error = %MirrorError::api("delete", format!("pod {full}"), e), "deleting orphan mirror failed")
+                    let error = MirrorError::api("delete", format!("pod {full}"), e);
+                    tracing::warn!(pod = %full, error = %error, "deleting orphan mirror failed");
                 }
             }
         }
@@ -310,7 +286,7 @@ impl MirrorSync {
     async fn post_event(&self, store: &reflector::Store<Pod>, limit: &mut RateLimit, e: PodEvent) {
         let Some(mirror) = store.get(&reflector::ObjectRef::new(&e.pod).within(&e.namespace)) else { return };
         let object = format!("{}/{}", e.namespace, e.pod);
-        if !limit.allow(&object, e.reason, &e.message, Instant::now()) {
+        if !limit.allow(&object, e.reason, &e.message, std::time::Instant::now()) {
             return;
         }
         let involved = ObjectReference {
@@ -321,7 +297,7 @@ impl MirrorSync {
             uid: mirror.metadata.uid.clone(),
             ..Default::default()
         };
-        let ev = event(involved, &self.settings.node, e.warning, e.reason, &e.message);
+        let ev = event(involved, &self.settings.node, e.warning, e.reason, &e.message, jiff::Timestamp::now());
         if let Err(err) =
             Api::<Event>::namespaced(self.client.clone(), &e.namespace).create(&PostParams::default(), &ev).await
         {
@@ -330,67 +306,31 @@ impl MirrorSync {
     }
 }
 
-/// Registers the Node, renews its Lease every 10 s and posts its status every 5 minutes, as kubelet
-/// does (its nodeStatusReportFrequency). Publishes the Node's UID for mirror owner references.
-///
-/// At rest that is one request per renewal: the Node is looked up only when the Lease is missing,
-/// and the status is posted early only after a failed pass.
-/// The Lease is owned by the Node, so a deleted Node takes its Lease with it, and the next renewal
-/// finds out and registers the Node again.
-async fn keep_node(
-    client: Client,
-    facts: NodeFacts,
-    uid_tx: watch::Sender<Option<String>>,
-    shutdown: CancellationToken,
-) {
-    let mut last_status: Option<Instant> = None;
-    let mut failing: Option<String> = None;
+/// Drives the reflector's watch of this node's pods, waking the loop on every change; a failing
+/// watch is logged once (the reflector retries with its own back-off).
+async fn watch_pods<S>(stream: S, changed: Arc<Notify>, shutdown: CancellationToken)
+where
+    S: futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut failure = LogOnce::default();
     loop {
-        let result = async {
-            let known = uid_tx.borrow().clone();
-            let mut register = async || {
-                let uid = node::ensure_node(&client, &facts).await?;
-                if uid_tx.borrow().as_deref() != Some(uid.as_str()) {
-                    tracing::info!(node = %facts.name, %uid, "node registered");
-                    uid_tx.send_replace(Some(uid.clone()));
-                    last_status = None;
-                }
-                Ok::<String, MirrorError>(uid)
-            };
-            if known.is_none() {
-                register().await?;
-            }
-            if !node::renew_lease(&client, &facts.name).await? {
-                let uid = register().await?;
-                node::create_lease(&client, &facts.name, &uid).await?;
-            }
-            if last_status.is_none_or(|t| t.elapsed() >= NODE_STATUS) {
-                node::post_status(&client, &facts).await?;
-                last_status = Some(Instant::now());
-            }
-            Ok::<(), MirrorError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                if failing.take().is_some() {
-                    tracing::info!("API server reachable again");
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                if failing.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(error = %message, "node registration or lease failed; static pods are unaffected, retrying");
-                }
-                failing = Some(message);
-                // While we were away the node lifecycle controller may have marked the Node
-                // NotReady; only our status post sets it Ready again, so post at once on return.
-                last_status = None;
-            }
-        }
-        tokio::select! {
+        let item = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(if failing.is_some() { Duration::from_secs(2) } else { LEASE_RENEW }) => {}
+            item = stream.next() => item,
+        };
+        match item {
+            Some(Ok(_)) => {
+                failure.recovered();
+                changed.notify_one();
+            }
+            Some(Err(e)) => {
+                let message = super::describe(&e);
+                if failure.failed(message.as_str()) {
+                    tracing::warn!(error = %message, "watching this node's pods failed; retrying");
+                }
+            }
+            None => return,
         }
     }
 }

@@ -4,3 +4,4 @@ pub mod metrics;
 pub mod readiness;
 pub mod server;
 pub mod table;
+pub mod view;

@@ -15,8 +15,10 @@ use super::{metrics::Metrics, readiness::Readiness};
 use crate::{
     cri::{ContainerState, Observer},
     desired::Desired,
-    supervisor::{PodView, Views},
+    supervisor::Views,
 };
+
+pub use super::view::PodView;
 
 /// The body of `GET /pods`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +60,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 
 async fn pods(State(state): State<ServerState>) -> Json<LocalStatus> {
     let desired = state.desired.borrow().clone();
-    let mut pods = state.views.all();
+    let mut pods: Vec<PodView> = state.views.all().iter().map(PodView::of).collect();
     for view in &mut pods {
         view.manifest_error = desired
             .pods

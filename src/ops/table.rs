@@ -67,7 +67,7 @@ pub fn render_pods(status: &LocalStatus, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::PodView;
+    use crate::ops::view::PodView;
 
     fn view(name: &str, status: &str, started: Option<&str>) -> PodView {
         PodView {

@@ -33,8 +33,8 @@ pub enum Action {
     InspectExit { id: String },
     /// Remove containers and sandboxes that are no longer needed for status or logs.
     Cleanup { containers: Vec<String>, sandboxes: Vec<String> },
-    /// Nothing to do before `until` (crash-loop back-off).
-    Wait { until: SystemTime },
+    /// Nothing to do before `until`: these containers are in crash-loop back-off.
+    Wait { until: SystemTime, containers: Vec<String> },
     /// The pod is as wanted.
     Idle,
 }
@@ -79,6 +79,7 @@ pub fn next_action(inputs: &Inputs) -> Action {
     };
 
     let mut wait: Option<SystemTime> = None;
+    let mut backing_off = Vec::new();
     for spec in &pod.spec().containers {
         let previous = rt.containers.iter().rev().find(|c| c.name == spec.name);
         let Some(latest) = rt.latest_container(&sandbox.id, &spec.name) else {
@@ -97,7 +98,10 @@ pub fn next_action(inputs: &Inputs) -> Action {
                     continue;
                 }
                 match backoff.wait_until(&spec.name, exit.finished, *now) {
-                    Some(until) => wait = Some(wait.map_or(until, |w| w.min(until))),
+                    Some(until) => {
+                        wait = Some(wait.map_or(until, |w| w.min(until)));
+                        backing_off.push(spec.name.clone());
+                    }
                     None => {
                         return Action::StartContainer {
                             sandbox_id: sandbox.id.clone(),
@@ -110,7 +114,7 @@ pub fn next_action(inputs: &Inputs) -> Action {
         }
     }
     if let Some(until) = wait {
-        return Action::Wait { until };
+        return Action::Wait { until, containers: backing_off };
     }
     cleanup(rt, &sandbox.id).unwrap_or(Action::Idle)
 }
@@ -136,6 +140,28 @@ fn cleanup(rt: &RuntimePod, ready_sandbox: &str) -> Option<Action> {
         .map(|s| s.id.clone())
         .collect();
     (!containers.is_empty() || !sandboxes.is_empty()).then_some(Action::Cleanup { containers, sandboxes })
+}
+
+/// How an image is made ready for a container start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePlan {
+    /// The image is on the node and the policy lets us use it as it is.
+    UseLocal,
+    /// Pull it; if the pull fails and `fallback` is set, use the local copy (with a warning).
+    Pull { fallback: bool },
+    /// `Never` and the image is missing: the container cannot start.
+    Missing,
+}
+
+/// imagePullPolicy as kubelet applies it, with one difference for nodes without a registry:
+/// when `Always` cannot pull but the image is present, the local copy is used rather than leaving
+/// the pod down.
+pub fn image_plan(policy: Option<&str>, present: bool) -> ImagePlan {
+    match (policy.unwrap_or("IfNotPresent"), present) {
+        ("IfNotPresent" | "Never", true) => ImagePlan::UseLocal,
+        ("Never", false) => ImagePlan::Missing,
+        (_, present) => ImagePlan::Pull { fallback: present },
+    }
 }
 
 /// How long a supervisor sleeps when there is nothing to do and nothing wakes it. Snapshots wake
@@ -260,7 +286,7 @@ mod tests {
         let mut backoff = CrashBackoff::default();
         backoff.record_restart("b", at(0));
         let action = decide("Always", Some(running_pod(Exited)), &[("b1", exit(1, 5))], &backoff, 6);
-        assert_eq!(action, Action::Wait { until: at(15) });
+        assert_eq!(action, Action::Wait { until: at(15), containers: vec!["b".into()] });
         let action = decide("Always", Some(running_pod(Exited)), &[("b1", exit(1, 5))], &backoff, 15);
         assert!(matches!(action, Action::StartContainer { restart_count: 1, .. }), "{action:?}");
     }
@@ -298,6 +324,22 @@ mod tests {
             decide("Always", Some(running_pod(Created)), &[], &CrashBackoff::default(), 0),
             Action::StartCreated { id: "b1".into() }
         );
+    }
+
+    #[test]
+    fn image_pull_policy_table() {
+        use ImagePlan::*;
+        for (policy, present, plan) in [
+            (Some("IfNotPresent"), true, UseLocal),
+            (Some("IfNotPresent"), false, Pull { fallback: false }),
+            (None, true, UseLocal),
+            (Some("Never"), true, UseLocal),
+            (Some("Never"), false, Missing),
+            (Some("Always"), true, Pull { fallback: true }),
+            (Some("Always"), false, Pull { fallback: false }),
+        ] {
+            assert_eq!(image_plan(policy, present), plan, "{policy:?}, present: {present}");
+        }
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! Pod supervisors: one task per static pod, each asking the pure `decide::next_action` what to
 //! do and carrying it out through `cri`. The `manager` starts and stops them as the desired set
-//! changes, serialises versions of one pod, and stops runtime pods nobody wants any more.
+//! changes (its rules are the pure `manager::plan`), serialises versions of one pod, and stops
+//! runtime pods nobody wants any more.
+//!
+//! - `worker`: the per-pod loop (observe, decide, act, publish the typed `status::PodState`);
+//! - `act`: carrying out one action through CRI; `stop`: stopping a pod with its grace period;
+//! - `decide`, `backoff`, `status`: pure rules, table-tested.
 
+mod act;
 pub mod backoff;
 pub mod decide;
 pub mod events;
-mod manager;
+pub mod manager;
 pub mod status;
+mod stop;
 mod worker;
 
 use std::{
@@ -16,16 +23,16 @@ use std::{
 };
 
 pub use manager::Manager;
-pub use status::PodView;
+pub use status::PodState;
 
 use crate::{
-    cri::{Observer, Runtime},
+    cri::{Observer, SharedCri},
     ops::metrics::Metrics,
 };
 
 /// What every supervisor shares.
 pub struct Context {
-    pub runtime: Runtime,
+    pub runtime: SharedCri,
     pub observer: Arc<Observer>,
     pub node: String,
     pub pod_logs_dir: PathBuf,
@@ -39,7 +46,7 @@ pub struct Context {
 /// sync, which subscribes to be told of every change.
 #[derive(Clone)]
 pub struct Views {
-    views: Arc<Mutex<BTreeMap<String, PodView>>>,
+    views: Arc<Mutex<BTreeMap<String, PodState>>>,
     changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -50,7 +57,7 @@ impl Default for Views {
 }
 
 impl Views {
-    pub fn set(&self, view: PodView) {
+    pub fn set(&self, view: PodState) {
         let mut views = self.views.lock().expect("views lock");
         if views.get(&view.uid) != Some(&view) {
             views.insert(view.uid.clone(), view);
@@ -62,10 +69,10 @@ impl Views {
             self.changed.send_modify(|n| *n += 1);
         }
     }
-    pub fn all(&self) -> Vec<PodView> {
+    pub fn all(&self) -> Vec<PodState> {
         self.views.lock().expect("views lock").values().cloned().collect()
     }
-    pub fn get(&self, uid: &str) -> Option<PodView> {
+    pub fn get(&self, uid: &str) -> Option<PodState> {
         self.views.lock().expect("views lock").get(uid).cloned()
     }
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {

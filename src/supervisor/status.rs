@@ -1,9 +1,11 @@
-//! What `staticlet get pods` shows: kubectl's READY, STATUS and RESTARTS, derived the way kubectl
-//! derives them from a pod status, so the words mean what users already know.
+//! What a supervised pod is doing, as a typed model: each container Waiting (with kubelet's
+//! reason), Running or Terminated, ready or not, with its restart count. The supervisor derives it
+//! from the runtime (pure `observe`); the local view (`ops::view`) and the mirror's v1 status
+//! (`mirror::pod::status_of`) are both rendered from it, so they cannot disagree.
 
 use std::{collections::HashMap, time::SystemTime};
 
-use serde::{Deserialize, Serialize};
+use jiff::Timestamp;
 
 use super::decide::Exit;
 use crate::{
@@ -11,53 +13,74 @@ use crate::{
     manifest::StaticPod,
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PodView {
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodState {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// `file:<path>` or `http:<url>`.
     pub source: String,
-    pub ready: String,
-    pub status: String,
-    pub restarts: u32,
     /// config.seen: when this version of the pod was first seen.
-    pub since: String,
+    pub seen: String,
+    /// The sandbox IP ("" on the host network).
     pub ip: String,
-    /// When the current sandbox was created (RFC 3339), the pod's startTime.
-    pub started: Option<String>,
+    /// When the current sandbox was created: the pod's startTime.
+    pub started: Option<Timestamp>,
     pub terminating: bool,
-    pub containers: Vec<ContainerView>,
-    /// Set while the manifest is broken and this is the last good version.
-    pub manifest_error: Option<String>,
+    pub containers: Vec<ContainerStatus>,
     /// The last error carrying out an action (image pull, container start, runtime down).
     pub last_error: Option<String>,
-    /// Why the API server has no mirror of this pod (admission refused it, ...).
-    #[serde(default)]
-    pub mirror_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerView {
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
     pub name: String,
+    /// The runtime's ID of the newest container of this name ("" before the first create).
     pub id: String,
-    /// Running, Waiting or Terminated.
-    pub state: String,
-    pub reason: String,
+    pub phase: ContainerPhase,
     pub ready: bool,
     pub restart_count: u32,
-    pub exit_code: Option<i32>,
     pub image: String,
     /// The runtime's image reference (imageID).
     pub image_ref: String,
-    /// When the current container was created or started (RFC 3339).
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    /// When the newest container was created.
+    pub started_at: Option<Timestamp>,
+}
+
+/// v1 ContainerState, with kubelet's reasons.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainerPhase {
+    Waiting { reason: String },
+    Running,
+    Terminated { exit_code: i32, reason: String, finished_at: Option<Timestamp> },
+}
+
+impl ContainerPhase {
+    fn waiting(reason: &str) -> Self {
+        Self::Waiting { reason: reason.into() }
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self, Self::Running)
+    }
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Self::Terminated { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        }
+    }
+    /// The Waiting or Terminated reason ("" when running).
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Waiting { reason } | Self::Terminated { reason, .. } => reason,
+            Self::Running => "",
+        }
+    }
 }
 
 /// Per-container problems the worker met, by container name (e.g. `ErrImagePull`).
 pub type Waiting = HashMap<String, String>;
 
-pub struct ViewInputs<'a> {
+pub struct Inputs<'a> {
     pub pod: &'a StaticPod,
     pub runtime: Option<&'a RuntimePod>,
     pub exits: &'a HashMap<String, Exit>,
@@ -69,100 +92,104 @@ pub struct ViewInputs<'a> {
     pub seen: &'a str,
 }
 
-pub fn view(inputs: &ViewInputs) -> PodView {
+pub fn observe(inputs: &Inputs) -> PodState {
     let pod = inputs.pod;
     let policy = pod.restart_policy();
     let sandbox = inputs.runtime.and_then(RuntimePod::ready_sandbox);
     let mut containers = Vec::new();
     for spec in &pod.spec().containers {
         let latest = inputs.runtime.and_then(|rt| rt.containers.iter().rev().find(|c| c.name == spec.name));
-        let mut view = ContainerView {
-            name: spec.name.clone(),
-            id: latest.map(|c| c.id.clone()).unwrap_or_default(),
-            state: "Waiting".into(),
-            reason: "ContainerCreating".into(),
-            ready: false,
-            restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
-            exit_code: None,
-            image: spec.image.clone().unwrap_or_default(),
-            image_ref: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
-            started_at: latest.map(|c| rfc3339_nanos(c.created_at)),
-            finished_at: None,
-        };
+        let mut phase = ContainerPhase::waiting("ContainerCreating");
         match latest.map(|c| (c, c.state)) {
             Some((c, ContainerState::Running)) if sandbox.is_some_and(|s| s.id == c.sandbox_id) => {
-                view.state = "Running".into();
-                view.reason = String::new();
-                view.ready = true;
+                phase = ContainerPhase::Running;
             }
             Some((c, ContainerState::Exited)) => {
                 if let Some(exit) = inputs.exits.get(&c.id) {
-                    view.state = "Terminated".into();
-                    view.exit_code = Some(exit.code);
-                    view.finished_at =
-                        Some(jiff::Timestamp::try_from(exit.finished).map(|t| t.to_string()).unwrap_or_default());
-                    view.reason = if exit.code == 0 { "Completed".into() } else { "Error".into() };
-                    if inputs.backing_off.contains(&spec.name) {
-                        view.state = "Waiting".into();
-                        view.reason = "CrashLoopBackOff".into();
+                    phase = if inputs.backing_off.contains(&spec.name) {
+                        ContainerPhase::waiting("CrashLoopBackOff")
                     } else if policy.restarts_after(exit.code) && sandbox.is_some() {
-                        view.state = "Waiting".into();
-                        view.reason = "ContainerCreating".into();
-                    }
+                        ContainerPhase::waiting("ContainerCreating")
+                    } else {
+                        ContainerPhase::Terminated {
+                            exit_code: exit.code,
+                            reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
+                            finished_at: Timestamp::try_from(exit.finished).ok(),
+                        }
+                    };
                 }
             }
             _ => {}
         }
-        if let Some(reason) = inputs.waiting.get(&spec.name)
-            && view.state == "Waiting"
-        {
-            view.reason = reason.clone();
+        if let (Some(reason), ContainerPhase::Waiting { .. }) = (inputs.waiting.get(&spec.name), &phase) {
+            phase = ContainerPhase::waiting(reason);
         }
-        containers.push(view);
+        containers.push(ContainerStatus {
+            name: spec.name.clone(),
+            id: latest.map(|c| c.id.clone()).unwrap_or_default(),
+            ready: phase.is_running(),
+            phase,
+            restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
+            image: spec.image.clone().unwrap_or_default(),
+            image_ref: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
+            started_at: latest.and_then(|c| nanos(c.created_at)),
+        });
     }
-
-    let status = if inputs.terminating { "Terminating".to_owned() } else { kubectl_status(&containers) };
-    PodView {
+    PodState {
         namespace: pod.namespace().into(),
         name: pod.name().into(),
         uid: pod.uid.clone(),
         source: pod.origin.to_string(),
-        ready: format!("{}/{}", containers.iter().filter(|c| c.ready).count(), containers.len()),
-        restarts: containers.iter().map(|c| c.restart_count).sum(),
-        status,
-        since: inputs.seen.into(),
+        seen: inputs.seen.into(),
         ip: inputs.ip.into(),
-        started: sandbox.map(|s| rfc3339_nanos(s.created_at)),
+        started: sandbox.and_then(|s| nanos(s.created_at)),
         terminating: inputs.terminating,
         containers,
-        manifest_error: None,
         last_error: None,
-        mirror_error: None,
     }
 }
 
-/// kubectl's printPod: the first container with a waiting or terminated reason names the status;
-/// "Completed" next to a running container reads "Running".
-fn kubectl_status(containers: &[ContainerView]) -> String {
-    let all_terminated = containers.iter().all(|c| c.state == "Terminated");
-    let mut reason = if all_terminated {
-        if containers.iter().all(|c| c.exit_code == Some(0)) { "Completed" } else { "Error" }.to_owned()
-    } else {
-        "Running".to_owned()
-    };
-    let mut running = false;
-    for c in containers.iter().rev() {
-        match c.state.as_str() {
-            "Waiting" | "Terminated" if !c.reason.is_empty() => reason = c.reason.clone(),
-            "Running" => running = true,
-            _ => {}
+impl PodState {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// kubectl's READY: `ready/total`.
+    pub fn ready(&self) -> String {
+        format!("{}/{}", self.containers.iter().filter(|c| c.ready).count(), self.containers.len())
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.containers.iter().map(|c| c.restart_count).sum()
+    }
+
+    /// kubectl's STATUS column (its printPod): the first container with a waiting or terminated
+    /// reason names the status; "Completed" next to a running container reads "Running".
+    pub fn status(&self) -> String {
+        if self.terminating {
+            return "Terminating".into();
         }
+        let containers = &self.containers;
+        let all_terminated = containers.iter().all(|c| c.phase.exit_code().is_some());
+        let mut reason = if all_terminated {
+            if containers.iter().all(|c| c.phase.exit_code() == Some(0)) { "Completed" } else { "Error" }.to_owned()
+        } else {
+            "Running".to_owned()
+        };
+        let mut running = false;
+        for c in containers.iter().rev() {
+            match &c.phase {
+                ContainerPhase::Running => running = true,
+                phase if !phase.reason().is_empty() => reason = phase.reason().to_owned(),
+                _ => {}
+            }
+        }
+        if reason == "Completed" && running { "Running".into() } else { reason }
     }
-    if reason == "Completed" && running { "Running".into() } else { reason }
 }
 
-fn rfc3339_nanos(nanos: i64) -> String {
-    jiff::Timestamp::from_nanosecond(nanos as i128).map(|t| t.to_string()).unwrap_or_default()
+fn nanos(nanos: i64) -> Option<Timestamp> {
+    Timestamp::from_nanosecond(nanos as i128).ok()
 }
 
 /// `2m10s`-style age, as kubectl prints it.
@@ -181,35 +208,66 @@ pub fn human_age(since: SystemTime, now: SystemTime) -> String {
 mod tests {
     use super::*;
 
-    fn c(state: &str, reason: &str, exit: Option<i32>) -> ContainerView {
-        ContainerView {
+    fn c(phase: ContainerPhase) -> ContainerStatus {
+        ContainerStatus {
             name: "c".into(),
             id: String::new(),
-            state: state.into(),
-            reason: reason.into(),
-            ready: state == "Running",
+            ready: phase.is_running(),
+            phase,
             restart_count: 0,
-            exit_code: exit,
             image: String::new(),
             image_ref: String::new(),
             started_at: None,
-            finished_at: None,
+        }
+    }
+
+    fn waiting(reason: &str) -> ContainerPhase {
+        ContainerPhase::waiting(reason)
+    }
+
+    fn terminated(code: i32, reason: &str) -> ContainerPhase {
+        ContainerPhase::Terminated { exit_code: code, reason: reason.into(), finished_at: None }
+    }
+
+    fn pod(containers: Vec<ContainerStatus>, terminating: bool) -> PodState {
+        PodState {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: "u".into(),
+            source: String::new(),
+            seen: String::new(),
+            ip: String::new(),
+            started: None,
+            terminating,
+            containers,
+            last_error: None,
         }
     }
 
     #[test]
     fn status_reads_like_kubectl() {
+        use ContainerPhase::Running;
         for (containers, expected) in [
-            (vec![c("Running", "", None)], "Running"),
-            (vec![c("Waiting", "ContainerCreating", None)], "ContainerCreating"),
-            (vec![c("Running", "", None), c("Waiting", "CrashLoopBackOff", Some(1))], "CrashLoopBackOff"),
-            (vec![c("Terminated", "Completed", Some(0))], "Completed"),
-            (vec![c("Terminated", "Error", Some(2))], "Error"),
-            (vec![c("Running", "", None), c("Terminated", "Completed", Some(0))], "Running"),
-            (vec![c("Waiting", "ErrImagePull", None)], "ErrImagePull"),
+            (vec![c(Running)], "Running"),
+            (vec![c(waiting("ContainerCreating"))], "ContainerCreating"),
+            (vec![c(Running), c(waiting("CrashLoopBackOff"))], "CrashLoopBackOff"),
+            (vec![c(terminated(0, "Completed"))], "Completed"),
+            (vec![c(terminated(2, "Error"))], "Error"),
+            (vec![c(Running), c(terminated(0, "Completed"))], "Running"),
+            (vec![c(waiting("ErrImagePull"))], "ErrImagePull"),
         ] {
-            assert_eq!(kubectl_status(&containers), expected, "{containers:?}");
+            assert_eq!(pod(containers.clone(), false).status(), expected, "{containers:?}");
         }
+        assert_eq!(pod(vec![c(Running)], true).status(), "Terminating");
+    }
+
+    #[test]
+    fn ready_and_restarts_sum_over_containers() {
+        let mut restarted = c(waiting("CrashLoopBackOff"));
+        restarted.restart_count = 3;
+        let state = pod(vec![c(ContainerPhase::Running), restarted], false);
+        assert_eq!(state.ready(), "1/2");
+        assert_eq!(state.restarts(), 3);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! One static pod's supervisor: observe, decide, act, repeat; on `terminate`, stop the pod with
-//! its grace period; on `shutdown`, just return and leave the pod running.
+//! One static pod's supervisor loop: observe, decide, act, repeat. On `terminate` it stops the pod
+//! with its grace period (`stop`); on `shutdown` it just returns and leaves the pod running.
+//! What an action does is in `act`; what to do next is `decide::next_action`'s call.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -14,16 +15,18 @@ use super::{
     Context,
     backoff::CrashBackoff,
     decide::{Action, Exit, IDLE_RECHECK, Inputs, next_action},
-    status::{ViewInputs, Waiting, view},
+    status::{self, Waiting},
+    stop,
 };
 use crate::{
-    cri::{CriError, RuntimePod, RuntimeSnapshot, labels, translate},
+    cri::{ContainerState, RuntimePod, RuntimeSnapshot},
     manifest::StaticPod,
+    retry::{Doubling, LogOnce},
 };
 
 /// Retry delay after a failed runtime action (pull, create, start): 1 s doubling to 30 s.
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+pub(super) const RETRY_MIN: Duration = Duration::from_secs(1);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub async fn supervise(
     ctx: Arc<Context>,
@@ -33,8 +36,30 @@ pub async fn supervise(
     shutdown: CancellationToken,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid, source = %pod.origin);
-    async move {
-        let mut worker = Worker {
+    async move { Worker::new(ctx, pod, seen).run(terminate, shutdown).await }.instrument(span).await
+}
+
+pub(super) struct Worker {
+    pub(super) ctx: Arc<Context>,
+    pub(super) pod: StaticPod,
+    seen: String,
+    pub(super) backoff: CrashBackoff,
+    /// Exit details of finished containers, by container ID (they never change).
+    pub(super) exits: HashMap<String, Exit>,
+    pub(super) waiting: Waiting,
+    /// Pod IP by sandbox ID.
+    pub(super) ips: HashMap<String, String>,
+    failure: LogOnce,
+    /// One task per running container, waiting for its exit; aborted when the worker ends.
+    exit_watches: tokio::task::JoinSet<()>,
+    watched: HashSet<String>,
+    /// The back-off deadline last reported as a BackOff event, so each wait is reported once.
+    announced_backoff: Option<SystemTime>,
+}
+
+impl Worker {
+    pub(super) fn new(ctx: Arc<Context>, pod: StaticPod, seen: String) -> Self {
+        Self {
             ctx,
             pod,
             seen,
@@ -42,58 +67,17 @@ pub async fn supervise(
             exits: HashMap::new(),
             waiting: Waiting::new(),
             ips: HashMap::new(),
-            last_error: None,
+            failure: LogOnce::default(),
             exit_watches: tokio::task::JoinSet::new(),
-            watched: std::collections::HashSet::new(),
+            watched: HashSet::new(),
             announced_backoff: None,
-        };
-        worker.run(terminate, shutdown).await
+        }
     }
-    .instrument(span)
-    .await
-}
 
-/// Stops a runtime pod that no manifest wants any more (removed while staticlet was down, or
-/// left by an older version), with the grace period recorded on its sandbox.
-pub async fn stop_orphan(ctx: Arc<Context>, rt: RuntimePod, shutdown: CancellationToken) {
-    let span = tracing::info_span!("pod", pod = %rt.full_name(), uid = %rt.uid, source = "runtime");
-    async move {
-        let grace = rt
-            .latest_sandbox()
-            .and_then(|s| s.annotations.get(labels::GRACE_PERIOD))
-            .and_then(|g| g.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(30));
-        tracing::info!(grace_seconds = grace.as_secs(), "stopping pod that no manifest defines");
-        kill_until_gone(&ctx, &rt.uid, grace, &shutdown).await;
-    }
-    .instrument(span)
-    .await
-}
-
-struct Worker {
-    ctx: Arc<Context>,
-    pod: StaticPod,
-    seen: String,
-    backoff: CrashBackoff,
-    /// Exit details of finished containers, by container ID (they never change).
-    exits: HashMap<String, Exit>,
-    waiting: Waiting,
-    /// Pod IP by sandbox ID.
-    ips: HashMap<String, String>,
-    last_error: Option<String>,
-    /// One task per running container, waiting for its exit; aborted when the worker ends.
-    exit_watches: tokio::task::JoinSet<()>,
-    watched: std::collections::HashSet<String>,
-    /// The back-off deadline last reported as a BackOff event, so each wait is reported once.
-    announced_backoff: Option<SystemTime>,
-}
-
-impl Worker {
     async fn run(&mut self, terminate: CancellationToken, shutdown: CancellationToken) {
         let mut snapshots = self.ctx.observer.subscribe();
         let mut snapshot = self.ctx.observer.latest();
-        let mut retry = RETRY_MIN;
+        let mut retry = Doubling::new(RETRY_MIN, RETRY_MAX);
         let mut announced = false;
         loop {
             if shutdown.is_cancelled() {
@@ -101,15 +85,7 @@ impl Worker {
             }
             if terminate.is_cancelled() {
                 self.publish(&snapshot, &[], true);
-                tracing::info!(grace_seconds = self.pod.grace_period().as_secs(), "stopping pod");
-                for c in &self.pod.spec().containers {
-                    self.ctx.events.normal(&self.pod, "Killing", format!("Stopping container {}", c.name));
-                }
-                kill_until_gone(&self.ctx, &self.pod.uid, self.pod.grace_period(), &shutdown).await;
-                if !shutdown.is_cancelled() {
-                    let _ = std::fs::remove_dir_all(self.ctx.root_dir.join("pods").join(&self.pod.uid));
-                    tracing::info!("pod stopped");
-                }
+                stop::stop_pod(&self.ctx, &self.pod, &shutdown).await;
                 self.ctx.views.remove(&self.pod.uid);
                 return;
             }
@@ -133,25 +109,17 @@ impl Worker {
                     backoff: &self.backoff,
                     now,
                 });
-                let backing_off: Vec<String> = match &action {
-                    Action::Wait { until } => {
+                match action {
+                    Action::Wait { until, containers } => {
                         sleep_for = until.duration_since(now).unwrap_or_default();
-                        let names = self.backing_off_containers(rt, now);
-                        if self.announced_backoff != Some(*until) {
-                            self.announced_backoff = Some(*until);
-                            for name in &names {
-                                let message =
-                                    format!("Back-off restarting failed container {name} in pod {}", self.pod.name());
-                                self.ctx.events.warning(&self.pod, "BackOff", message);
-                            }
-                        }
-                        names
+                        self.announce_backoff(until, &containers);
+                        self.publish(&snapshot, &containers, false);
                     }
-                    _ => vec![],
-                };
-                self.publish(&snapshot, &backing_off, false);
-                if !matches!(action, Action::Idle | Action::Wait { .. }) {
-                    act = Some(action);
+                    Action::Idle => self.publish(&snapshot, &[], false),
+                    action => {
+                        self.publish(&snapshot, &[], false);
+                        act = Some(action);
+                    }
                 }
             } else {
                 self.publish(&snapshot, &[], false);
@@ -160,28 +128,24 @@ impl Worker {
             if let Some(action) = act {
                 match self.execute(action).await {
                     Ok(()) => {
-                        retry = RETRY_MIN;
-                        self.last_error = None;
-                        snapshot = self.ctx.observer.fresh().await;
-                        continue;
+                        retry.reset();
+                        self.failure.recovered();
                     }
                     Err(error) => {
-                        let message = error.to_string();
-                        if self.last_error.as_deref() != Some(message.as_str()) {
-                            tracing::warn!(error = %message, retry_in = ?retry, "pod action failed");
+                        let wait = retry.next_wait();
+                        if self.failure.failed(error.to_string()) {
+                            tracing::warn!(error = %error, retry_in = ?wait, "pod action failed");
                         }
-                        self.last_error = Some(message);
                         self.publish(&snapshot, &[], false);
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             _ = terminate.cancelled() => {}
-                            _ = tokio::time::sleep(retry) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
-                        retry = (retry * 2).min(RETRY_MAX);
-                        snapshot = self.ctx.observer.fresh().await;
-                        continue;
                     }
                 }
+                snapshot = self.ctx.observer.fresh().await;
+                continue;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -193,12 +157,23 @@ impl Worker {
         }
     }
 
+    /// One BackOff event per container for each new back-off deadline.
+    fn announce_backoff(&mut self, until: SystemTime, containers: &[String]) {
+        if self.announced_backoff == Some(until) {
+            return;
+        }
+        self.announced_backoff = Some(until);
+        for name in containers {
+            let message = format!("Back-off restarting failed container {name} in pod {}", self.pod.name());
+            self.ctx.events.warning(&self.pod, "BackOff", message);
+        }
+    }
+
     /// Starts an exit watch for each running container not yet watched, so an exit triggers a
     /// relist at once (see `cri::exit_watch`).
     fn watch_exits(&mut self, rt: Option<&RuntimePod>) {
         let Some(rt) = rt else { return };
-        let running = rt.containers.iter().filter(|c| c.state == crate::cri::ContainerState::Running);
-        for container in running {
+        for container in rt.containers.iter().filter(|c| c.state == ContainerState::Running) {
             if !self.watched.insert(container.id.clone()) {
                 continue;
             }
@@ -217,7 +192,7 @@ impl Worker {
                         .pods
                         .values()
                         .flat_map(|p| &p.containers)
-                        .any(|c| c.id == id && c.state == crate::cri::ContainerState::Running);
+                        .any(|c| c.id == id && c.state == ContainerState::Running);
                     if !running {
                         return;
                     }
@@ -225,31 +200,15 @@ impl Worker {
                 }
             });
         }
-        let live: std::collections::HashSet<&str> = rt.containers.iter().map(|c| c.id.as_str()).collect();
+        let live: HashSet<&str> = rt.containers.iter().map(|c| c.id.as_str()).collect();
         self.watched.retain(|id| live.contains(id.as_str()));
         while self.exit_watches.try_join_next().is_some() {}
-    }
-
-    fn backing_off_containers(&self, rt: Option<&RuntimePod>, now: SystemTime) -> Vec<String> {
-        let Some(rt) = rt else { return vec![] };
-        self.pod
-            .spec()
-            .containers
-            .iter()
-            .filter(|c| {
-                let latest = rt.containers.iter().rev().find(|x| x.name == c.name);
-                latest
-                    .and_then(|x| self.exits.get(&x.id))
-                    .is_some_and(|e| self.backoff.wait_until(&c.name, e.finished, now).is_some())
-            })
-            .map(|c| c.name.clone())
-            .collect()
     }
 
     fn publish(&self, snapshot: &RuntimeSnapshot, backing_off: &[String], terminating: bool) {
         let rt = snapshot.pod(&self.pod.uid);
         let ip = rt.and_then(|r| r.ready_sandbox()).and_then(|s| self.ips.get(&s.id)).cloned().unwrap_or_default();
-        let mut v = view(&ViewInputs {
+        let mut state = status::observe(&status::Inputs {
             pod: &self.pod,
             runtime: rt,
             exits: &self.exits,
@@ -259,232 +218,10 @@ impl Worker {
             ip: &ip,
             seen: &self.seen,
         });
-        v.last_error = match &snapshot.error {
+        state.last_error = match &snapshot.error {
             Some(e) => Some(format!("container runtime unavailable: {e}")),
-            None => self.last_error.clone(),
+            None => self.failure.last().map(str::to_owned),
         };
-        self.ctx.views.set(v);
-    }
-
-    async fn execute(&mut self, action: Action) -> Result<(), CriError> {
-        let runtime = &self.ctx.runtime;
-        match action {
-            Action::CreateSandbox { attempt, stop } => {
-                for id in stop {
-                    ignore_not_found(runtime.stop_sandbox(&id).await)?;
-                }
-                let log_dir = translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod);
-                let _ = std::fs::create_dir_all(&log_dir);
-                let config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, attempt);
-                let id = match runtime.run_sandbox(config.clone()).await {
-                    // After a crash the runtime may still hold the name for a sandbox we no longer
-                    // list; remove the holder and try once more (ENVIRONMENT.md).
-                    Err(e) if e.message().contains("is reserved for") => {
-                        if let Some(holder) = reserved_holder(e.message()) {
-                            remove_sandbox(runtime, holder).await?;
-                        }
-                        runtime.run_sandbox(config).await?
-                    }
-                    other => other?,
-                };
-                tracing::info!(sandbox = %id, attempt, "sandbox running");
-                self.ctx.metrics.sandboxes_started.inc();
-                if !self.pod.host_network() {
-                    let ip = runtime.sandbox_ip(&id).await.unwrap_or_default();
-                    self.ips.insert(id, ip);
-                }
-                Ok(())
-            }
-            Action::StartContainer { sandbox_id, name, restart_count } => {
-                self.start_container(&sandbox_id, &name, restart_count).await
-            }
-            Action::StartCreated { id } => {
-                if let Err(e) = runtime.start_container(&id).await {
-                    // A container that cannot start is replaced by a fresh one on the next pass.
-                    let _ = runtime.remove_container(&id).await;
-                    return Err(e);
-                }
-                Ok(())
-            }
-            Action::InspectExit { id } => {
-                let status = runtime.container_status(&id).await?;
-                let finished = if status.finished_at > 0 {
-                    SystemTime::UNIX_EPOCH + Duration::from_nanos(status.finished_at as u64)
-                } else {
-                    SystemTime::now()
-                };
-                let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-                tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
-                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason });
-                Ok(())
-            }
-            Action::Cleanup { containers, sandboxes } => {
-                for id in containers {
-                    ignore_not_found(runtime.remove_container(&id).await)?;
-                    self.exits.remove(&id);
-                }
-                for id in sandboxes {
-                    remove_sandbox(runtime, &id).await?;
-                }
-                Ok(())
-            }
-            Action::Wait { .. } | Action::Idle => Ok(()),
-        }
-    }
-
-    async fn start_container(&mut self, sandbox_id: &str, name: &str, restart_count: u32) -> Result<(), CriError> {
-        let runtime = &self.ctx.runtime;
-        let container =
-            self.pod.spec().containers.iter().find(|c| c.name == name).expect("decide names spec containers").clone();
-        let image = container.image.clone().unwrap_or_default();
-        let sandbox_config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0);
-
-        if let Err(e) = self.ensure_image(&image, container.image_pull_policy.as_deref(), &sandbox_config).await {
-            self.waiting.insert(name.to_owned(), "ErrImagePull".into());
-            self.ctx.events.warning(&self.pod, "Failed", format!("Failed to pull image \"{image}\": {e}"));
-            return Err(e);
-        }
-        let volumes_dir = translate::empty_dir_root(&self.ctx.root_dir, &self.pod);
-        for volume in self.pod.spec().volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
-            let _ = std::fs::create_dir_all(volumes_dir.join(&volume.name));
-        }
-        let _ = std::fs::create_dir_all(translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod).join(name));
-        if !self.pod.host_network() && !self.ips.contains_key(sandbox_id) {
-            let ip = runtime.sandbox_ip(sandbox_id).await.unwrap_or_default();
-            self.ips.insert(sandbox_id.to_owned(), ip);
-        }
-        let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
-        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
-        let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
-        let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
-            Ok(id) => id,
-            Err(e) => {
-                self.waiting.insert(name.to_owned(), "CreateContainerError".into());
-                self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
-                return Err(e);
-            }
-        };
-        self.ctx.events.normal(&self.pod, "Created", format!("Created container {name}"));
-        if let Err(e) = runtime.start_container(&id).await {
-            self.waiting.insert(name.to_owned(), "RunContainerError".into());
-            self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
-            let _ = runtime.remove_container(&id).await;
-            return Err(e);
-        }
-        self.ctx.events.normal(&self.pod, "Started", format!("Started container {name}"));
-        self.waiting.remove(name);
-        if restart_count > 0 {
-            self.backoff.record_restart(name, SystemTime::now());
-            self.ctx.metrics.container_restarts.inc();
-        }
-        self.ctx.metrics.containers_started.inc();
-        tracing::info!(container = %name, id = %id, restart_count, "container started");
-        Ok(())
-    }
-
-    /// imagePullPolicy as kubelet applies it, with one difference for nodes without a registry:
-    /// when `Always` cannot pull but the image is present, the local copy is used and a warning
-    /// logged, rather than leaving the pod down.
-    async fn ensure_image(
-        &self,
-        image: &str,
-        policy: Option<&str>,
-        sandbox: &crate::cri::api::PodSandboxConfig,
-    ) -> Result<(), CriError> {
-        let runtime = &self.ctx.runtime;
-        let present = runtime.image_id(image).await?.is_some();
-        match (policy.unwrap_or("IfNotPresent"), present) {
-            ("IfNotPresent" | "Never", true) => {
-                let message = format!("Container image \"{image}\" already present on machine");
-                self.ctx.events.normal(&self.pod, "Pulled", message);
-                Ok(())
-            }
-            ("Never", false) => Err(CriError::Rpc {
-                rpc: "ImageStatus",
-                endpoint: runtime.endpoint().into(),
-                code: tonic::Code::NotFound,
-                message: format!("image {image} is not present and imagePullPolicy is Never"),
-            }),
-            (_, present) => match runtime.pull_image(image, sandbox.clone()).await {
-                Ok(_) => {
-                    self.ctx.events.normal(&self.pod, "Pulled", format!("Successfully pulled image \"{image}\""));
-                    Ok(())
-                }
-                Err(e) if present => {
-                    tracing::warn!(image, error = %e, "pull failed; using the image already on the node");
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-        }
-    }
-}
-
-/// Stops every container (SIGTERM, SIGKILL after `grace`) and sandbox of the pod, retrying while
-/// the runtime is unreachable: a pod that should be gone must go, whenever the runtime lets us.
-async fn kill_until_gone(ctx: &Context, uid: &str, grace: Duration, shutdown: &CancellationToken) {
-    let mut retry = RETRY_MIN;
-    loop {
-        let snapshot = ctx.observer.fresh().await;
-        let result = match (&snapshot.error, snapshot.pod(uid)) {
-            (Some(e), _) => Err(e.clone()),
-            (None, None) => return,
-            (None, Some(rt)) => kill(ctx, rt, grace).await.map_err(|e| e.to_string()),
-        };
-        match result {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, retry_in = ?retry, "stopping pod failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(retry) => {}
-        }
-        retry = (retry * 2).min(RETRY_MAX);
-    }
-}
-
-async fn kill(ctx: &Context, rt: &RuntimePod, grace: Duration) -> Result<(), CriError> {
-    let runtime = &ctx.runtime;
-    let live = rt.containers.iter().filter(|c| c.state != crate::cri::ContainerState::Exited);
-    let stops = live.map(|c| async move { ignore_not_found(runtime.stop_container(&c.id, grace).await) });
-    for result in futures::future::join_all(stops).await {
-        result?;
-    }
-    for sandbox in &rt.sandboxes {
-        remove_sandbox(runtime, &sandbox.id).await?;
-    }
-    Ok(())
-}
-
-async fn remove_sandbox(runtime: &crate::cri::Runtime, id: &str) -> Result<(), CriError> {
-    ignore_not_found(runtime.stop_sandbox(id).await)?;
-    ignore_not_found(runtime.remove_sandbox(id).await)
-}
-
-fn ignore_not_found(result: Result<(), CriError>) -> Result<(), CriError> {
-    match result {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
-}
-
-/// The sandbox ID in containerd's `name "..." is reserved for "<id>"` error.
-fn reserved_holder(message: &str) -> Option<&str> {
-    let rest = &message[message.find("is reserved for")? + "is reserved for".len()..];
-    let id = rest.trim().trim_matches(|c| c == '"' || c == '\\');
-    let id = id.split(['"', '\\', ' ']).next()?;
-    (!id.is_empty()).then_some(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reserved_holder;
-
-    #[test]
-    fn reserved_name_error_names_the_holder() {
-        let message =
-            r#"failed to reserve sandbox name "web_default_abc_0": name "web_default_abc_0" is reserved for "4f2a9c""#;
-        assert_eq!(reserved_holder(message), Some("4f2a9c"));
-        assert_eq!(reserved_holder("something else"), None);
+        self.ctx.views.set(state);
     }
 }

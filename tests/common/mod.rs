@@ -15,7 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use staticlet::{cri::Runtime, ops::server::LocalStatus, supervisor::PodView};
+/// The runtime calls are methods of the `Cri` trait; every test that uses `runtime()` needs it.
+pub use staticlet::cri::Cri;
+use staticlet::{
+    cri::Runtime,
+    ops::{server::LocalStatus, view::PodView},
+};
 
 /// Tests share one containerd and two cores; running them one at a time keeps them honest.
 static SERIAL: Mutex<()> = Mutex::new(());

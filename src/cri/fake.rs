@@ -1,0 +1,248 @@
+//! A recording, in-memory CRI runtime for unit tests (youki's `Syscall` fake, for CRI): it keeps
+//! sandboxes and containers the way containerd would, records every call by RPC name, and fails
+//! the next call of any RPC with an error the test scripts. Error paths that are hard to cause
+//! on a real containerd (a reserved sandbox name, a pull that fails while the image is present,
+//! a start that fails after a create) are reached through it.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::Mutex,
+    time::Duration,
+};
+
+use super::{Cri, CriError, api};
+
+#[derive(Default)]
+struct State {
+    sandboxes: Vec<api::PodSandbox>,
+    containers: Vec<api::Container>,
+    exit_codes: HashMap<String, i32>,
+    images: BTreeSet<String>,
+    calls: Vec<String>,
+    failures: HashMap<&'static str, VecDeque<CriError>>,
+    next_id: u64,
+    clock: i64,
+}
+
+#[derive(Default)]
+pub struct FakeCri {
+    state: Mutex<State>,
+}
+
+pub const ENDPOINT: &str = "unix:///fake/cri.sock";
+
+/// An error as the runtime would return it for `rpc`.
+pub fn rpc_error(rpc: &'static str, code: tonic::Code, message: &str) -> CriError {
+    CriError::Rpc { rpc, endpoint: ENDPOINT.into(), code, message: message.into() }
+}
+
+impl FakeCri {
+    pub fn with_images(images: &[&str]) -> Self {
+        let fake = Self::default();
+        fake.state().images.extend(images.iter().map(|i| i.to_string()));
+        fake
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake state")
+    }
+
+    /// The next call of `rpc` fails with `error` (errors queue up per RPC).
+    pub fn fail_next(&self, rpc: &'static str, error: CriError) {
+        self.state().failures.entry(rpc).or_default().push_back(error);
+    }
+
+    /// Every call so far, as `RPC` or `RPC id`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// Adds a ready sandbox that does not carry our labels, as a crashed run leaves one behind.
+    pub fn add_foreign_sandbox(&self, id: &str) {
+        let sandbox =
+            api::PodSandbox { id: id.into(), state: api::PodSandboxState::SandboxReady as i32, ..Default::default() };
+        self.state().sandboxes.push(sandbox);
+    }
+
+    pub fn sandbox_ids(&self) -> Vec<String> {
+        self.state().sandboxes.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Container IDs with their CRI state.
+    pub fn containers(&self) -> Vec<(String, api::ContainerState)> {
+        let state = self.state();
+        state.containers.iter().map(|c| (c.id.clone(), api::ContainerState::try_from(c.state).unwrap())).collect()
+    }
+
+    /// The container's process exits with `code`.
+    pub fn exit(&self, id: &str, code: i32) {
+        let mut state = self.state();
+        state.exit_codes.insert(id.into(), code);
+        if let Some(c) = state.containers.iter_mut().find(|c| c.id == id) {
+            c.state = api::ContainerState::ContainerExited as i32;
+        }
+    }
+
+    fn call(&self, rpc: &'static str, id: &str) -> Result<std::sync::MutexGuard<'_, State>, CriError> {
+        let mut state = self.state();
+        state.calls.push(if id.is_empty() { rpc.to_owned() } else { format!("{rpc} {id}") });
+        if let Some(error) = state.failures.get_mut(rpc).and_then(VecDeque::pop_front) {
+            return Err(error);
+        }
+        state.clock += 1;
+        Ok(state)
+    }
+}
+
+impl State {
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}{}", self.next_id)
+    }
+}
+
+fn not_found(rpc: &'static str, id: &str) -> CriError {
+    rpc_error(rpc, tonic::Code::NotFound, &format!("{id} not found"))
+}
+
+fn matches(labels: &HashMap<String, String>, selector: &[(&str, &str)]) -> bool {
+    selector.iter().all(|(k, v)| labels.get(*k).is_some_and(|l| l == v))
+}
+
+#[async_trait::async_trait]
+impl Cri for FakeCri {
+    fn endpoint(&self) -> &str {
+        ENDPOINT
+    }
+
+    async fn version(&self) -> Result<(String, String), CriError> {
+        drop(self.call("Version", "")?);
+        Ok(("fake".into(), "0.0.0".into()))
+    }
+
+    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
+        let mut state = self.call("RunPodSandbox", "")?;
+        let id = state.new_id("sandbox-");
+        let sandbox = api::PodSandbox {
+            id: id.clone(),
+            state: api::PodSandboxState::SandboxReady as i32,
+            created_at: state.clock,
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            metadata: config.metadata.clone(),
+            ..Default::default()
+        };
+        state.sandboxes.push(sandbox);
+        Ok(id)
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
+        let mut state = self.call("StopPodSandbox", id)?;
+        let sandbox = state.sandboxes.iter_mut().find(|s| s.id == id).ok_or_else(|| not_found("StopPodSandbox", id))?;
+        sandbox.state = api::PodSandboxState::SandboxNotready as i32;
+        for c in state.containers.iter_mut().filter(|c| c.pod_sandbox_id == id) {
+            c.state = api::ContainerState::ContainerExited as i32;
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+        let mut state = self.call("RemovePodSandbox", id)?;
+        state.sandboxes.retain(|s| s.id != id);
+        state.containers.retain(|c| c.pod_sandbox_id != id);
+        Ok(())
+    }
+
+    async fn sandbox_ip(&self, id: &str) -> Result<String, CriError> {
+        drop(self.call("PodSandboxStatus", id)?);
+        Ok("10.0.0.2".into())
+    }
+
+    async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError> {
+        let state = self.call("ListPodSandbox", "")?;
+        Ok(state.sandboxes.iter().filter(|s| matches(&s.labels, labels)).cloned().collect())
+    }
+
+    async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError> {
+        let state = self.call("ListContainers", "")?;
+        Ok(state.containers.iter().filter(|c| matches(&c.labels, labels)).cloned().collect())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        _sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String, CriError> {
+        let mut state = self.call("CreateContainer", sandbox_id)?;
+        if !state.sandboxes.iter().any(|s| s.id == sandbox_id) {
+            return Err(not_found("CreateContainer", sandbox_id));
+        }
+        let id = state.new_id("container-");
+        let container = api::Container {
+            id: id.clone(),
+            pod_sandbox_id: sandbox_id.into(),
+            state: api::ContainerState::ContainerCreated as i32,
+            created_at: state.clock,
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            metadata: config.metadata.clone(),
+            image: config.image.clone(),
+            ..Default::default()
+        };
+        state.containers.push(container);
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), CriError> {
+        let mut state = self.call("StartContainer", id)?;
+        let c = state.containers.iter_mut().find(|c| c.id == id).ok_or_else(|| not_found("StartContainer", id))?;
+        c.state = api::ContainerState::ContainerRunning as i32;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, _grace: Duration) -> Result<(), CriError> {
+        let mut state = self.call("StopContainer", id)?;
+        let c = state.containers.iter_mut().find(|c| c.id == id).ok_or_else(|| not_found("StopContainer", id))?;
+        c.state = api::ContainerState::ContainerExited as i32;
+        state.exit_codes.entry(id.into()).or_insert(143);
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        let mut state = self.call("RemoveContainer", id)?;
+        state.containers.retain(|c| c.id != id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
+        let state = self.call("ContainerStatus", id)?;
+        let c = state.containers.iter().find(|c| c.id == id).ok_or_else(|| not_found("ContainerStatus", id))?;
+        let code = state.exit_codes.get(id).copied().unwrap_or(0);
+        Ok(api::ContainerStatus {
+            id: id.into(),
+            metadata: c.metadata.clone(),
+            state: c.state,
+            exit_code: code,
+            finished_at: if code != 0 || c.state == api::ContainerState::ContainerExited as i32 { 1 } else { 0 },
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            ..Default::default()
+        })
+    }
+
+    async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
+        drop(self.call("ContainerStatus", id)?);
+        Ok(None)
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
+        let state = self.call("ImageStatus", image)?;
+        Ok(state.images.contains(image).then(|| format!("sha256:{image}")))
+    }
+
+    async fn pull_image(&self, image: &str, _sandbox: api::PodSandboxConfig) -> Result<String, CriError> {
+        let mut state = self.call("PullImage", image)?;
+        state.images.insert(image.into());
+        Ok(format!("sha256:{image}"))
+    }
+}

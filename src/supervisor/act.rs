@@ -1,0 +1,340 @@
+//! Carrying out one `Action` through CRI, with the events and waiting reasons kubelet gives each
+//! step (Pulled, Created, Started; ErrImagePull, CreateContainerError, RunContainerError).
+//! An error is returned to the loop, which logs it once and retries with a doubling wait.
+
+use std::time::{Duration, SystemTime};
+
+use super::{
+    decide::{Action, Exit, ImagePlan, image_plan},
+    stop::{ignore_not_found, remove_sandbox},
+    worker::Worker,
+};
+use crate::cri::{CriError, api, translate};
+
+impl Worker {
+    pub(super) async fn execute(&mut self, action: Action) -> Result<(), CriError> {
+        let runtime = self.ctx.runtime.clone();
+        match action {
+            Action::CreateSandbox { attempt, stop } => {
+                for id in stop {
+                    ignore_not_found(runtime.stop_sandbox(&id).await)?;
+                }
+                let log_dir = translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod);
+                let _ = std::fs::create_dir_all(&log_dir);
+                let config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, attempt);
+                let id = match runtime.run_sandbox(config.clone()).await {
+                    // After a crash the runtime may still hold the name for a sandbox we no longer
+                    // list; remove the holder and try once more (ENVIRONMENT.md).
+                    Err(e) if e.message().contains("is reserved for") => {
+                        if let Some(holder) = reserved_holder(e.message()) {
+                            remove_sandbox(runtime.as_ref(), holder).await?;
+                        }
+                        runtime.run_sandbox(config).await?
+                    }
+                    other => other?,
+                };
+                tracing::info!(sandbox = %id, attempt, "sandbox running");
+                self.ctx.metrics.sandboxes_started.inc();
+                if !self.pod.host_network() {
+                    let ip = runtime.sandbox_ip(&id).await.unwrap_or_default();
+                    self.ips.insert(id, ip);
+                }
+                Ok(())
+            }
+            Action::StartContainer { sandbox_id, name, restart_count } => {
+                self.start_container(&sandbox_id, &name, restart_count).await
+            }
+            Action::StartCreated { id } => {
+                if let Err(e) = runtime.start_container(&id).await {
+                    // A container that cannot start is replaced by a fresh one on the next pass.
+                    let _ = runtime.remove_container(&id).await;
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Action::InspectExit { id } => {
+                let status = runtime.container_status(&id).await?;
+                let finished = if status.finished_at > 0 {
+                    SystemTime::UNIX_EPOCH + Duration::from_nanos(status.finished_at as u64)
+                } else {
+                    SystemTime::now()
+                };
+                let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+                tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
+                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason });
+                Ok(())
+            }
+            Action::Cleanup { containers, sandboxes } => {
+                for id in containers {
+                    ignore_not_found(runtime.remove_container(&id).await)?;
+                    self.exits.remove(&id);
+                }
+                for id in sandboxes {
+                    remove_sandbox(runtime.as_ref(), &id).await?;
+                }
+                Ok(())
+            }
+            Action::Wait { .. } | Action::Idle => Ok(()),
+        }
+    }
+
+    async fn start_container(&mut self, sandbox_id: &str, name: &str, restart_count: u32) -> Result<(), CriError> {
+        let runtime = self.ctx.runtime.clone();
+        let container =
+            self.pod.spec().containers.iter().find(|c| c.name == name).expect("decide names spec containers").clone();
+        let image = container.image.clone().unwrap_or_default();
+        let sandbox_config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0);
+
+        if let Err(e) = self.ensure_image(&image, container.image_pull_policy.as_deref(), &sandbox_config).await {
+            self.waiting.insert(name.to_owned(), "ErrImagePull".into());
+            self.ctx.events.warning(&self.pod, "Failed", format!("Failed to pull image \"{image}\": {e}"));
+            return Err(e);
+        }
+        let volumes_dir = translate::empty_dir_root(&self.ctx.root_dir, &self.pod);
+        for volume in self.pod.spec().volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
+            let _ = std::fs::create_dir_all(volumes_dir.join(&volume.name));
+        }
+        let _ = std::fs::create_dir_all(translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod).join(name));
+        if !self.pod.host_network() && !self.ips.contains_key(sandbox_id) {
+            let ip = runtime.sandbox_ip(sandbox_id).await.unwrap_or_default();
+            self.ips.insert(sandbox_id.to_owned(), ip);
+        }
+        let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
+        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
+        let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.waiting.insert(name.to_owned(), "CreateContainerError".into());
+                self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
+                return Err(e);
+            }
+        };
+        self.ctx.events.normal(&self.pod, "Created", format!("Created container {name}"));
+        if let Err(e) = runtime.start_container(&id).await {
+            self.waiting.insert(name.to_owned(), "RunContainerError".into());
+            self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
+            let _ = runtime.remove_container(&id).await;
+            return Err(e);
+        }
+        self.ctx.events.normal(&self.pod, "Started", format!("Started container {name}"));
+        self.waiting.remove(name);
+        if restart_count > 0 {
+            self.backoff.record_restart(name, SystemTime::now());
+            self.ctx.metrics.container_restarts.inc();
+        }
+        self.ctx.metrics.containers_started.inc();
+        tracing::info!(container = %name, id = %id, restart_count, "container started");
+        Ok(())
+    }
+
+    /// Makes the image ready as `decide::image_plan` says.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        policy: Option<&str>,
+        sandbox: &api::PodSandboxConfig,
+    ) -> Result<(), CriError> {
+        let runtime = &self.ctx.runtime;
+        let present = runtime.image_id(image).await?.is_some();
+        match image_plan(policy, present) {
+            ImagePlan::UseLocal => {
+                let message = format!("Container image \"{image}\" already present on machine");
+                self.ctx.events.normal(&self.pod, "Pulled", message);
+                Ok(())
+            }
+            ImagePlan::Missing => Err(CriError::Rpc {
+                rpc: "ImageStatus",
+                endpoint: runtime.endpoint().into(),
+                code: tonic::Code::NotFound,
+                message: format!("image {image} is not present and imagePullPolicy is Never"),
+            }),
+            ImagePlan::Pull { fallback } => match runtime.pull_image(image, sandbox.clone()).await {
+                Ok(_) => {
+                    self.ctx.events.normal(&self.pod, "Pulled", format!("Successfully pulled image \"{image}\""));
+                    Ok(())
+                }
+                Err(e) if fallback => {
+                    tracing::warn!(image, error = %e, "pull failed; using the image already on the node");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+/// The sandbox ID in containerd's `name "..." is reserved for "<id>"` error.
+fn reserved_holder(message: &str) -> Option<&str> {
+    let rest = &message[message.find("is reserved for")? + "is reserved for".len()..];
+    let id = rest.trim().trim_matches(|c| c == '"' || c == '\\');
+    let id = id.split(['"', '\\', ' ']).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        cri::{
+            Cri, Observer,
+            fake::{FakeCri, rpc_error},
+        },
+        manifest::{Origin, StaticPod, parse_manifest},
+        ops::metrics::Metrics,
+        supervisor::{Context, Views, events::Events},
+    };
+
+    const IMAGE: &str = "localhost/app:1";
+
+    fn pod(pull_policy: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: true\n  containers:\n  - {{name: app, image: \"{IMAGE}\", imagePullPolicy: {pull_policy}}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    fn worker(fake: Arc<FakeCri>, pod: StaticPod) -> (Worker, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context {
+            runtime: fake,
+            observer: Observer::new(),
+            node: "n".into(),
+            pod_logs_dir: dir.path().join("logs"),
+            root_dir: dir.path().join("root"),
+            views: Views::default(),
+            metrics: Arc::new(Metrics::new()),
+            events: Events::default(),
+        };
+        (Worker::new(Arc::new(ctx), pod, String::new()), dir)
+    }
+
+    async fn sandbox(fake: &FakeCri, pod: &StaticPod) -> String {
+        fake.run_sandbox(translate::sandbox_config(pod, "n", std::path::Path::new("/tmp"), 0)).await.unwrap()
+    }
+
+    fn start(sandbox_id: &str) -> Action {
+        Action::StartContainer { sandbox_id: sandbox_id.into(), name: "app".into(), restart_count: 0 }
+    }
+
+    #[tokio::test]
+    async fn reserved_sandbox_name_removes_the_holder_and_retries_once() {
+        let fake = Arc::new(FakeCri::default());
+        fake.add_foreign_sandbox("old-holder");
+        let message =
+            r#"failed to reserve sandbox name "p-n_default_u_0": name "p-n_default_u_0" is reserved for "old-holder""#;
+        fake.fail_next("RunPodSandbox", rpc_error("RunPodSandbox", tonic::Code::Unknown, message));
+        let (mut w, _dir) = worker(fake.clone(), pod("IfNotPresent"));
+
+        w.execute(Action::CreateSandbox { attempt: 0, stop: vec![] }).await.unwrap();
+
+        assert_eq!(
+            fake.calls(),
+            ["RunPodSandbox", "StopPodSandbox old-holder", "RemovePodSandbox old-holder", "RunPodSandbox"]
+        );
+        assert_eq!(fake.sandbox_ids(), ["sandbox-1"], "the holder is gone and one new sandbox runs");
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_of_a_present_image_falls_back_to_the_local_copy() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        fake.fail_next("PullImage", rpc_error("PullImage", tonic::Code::Unavailable, "no registry"));
+        let p = pod("Always");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        w.execute(start(&sandbox_id)).await.unwrap();
+
+        let calls = fake.calls();
+        assert!(calls.contains(&format!("PullImage {IMAGE}")), "{calls:?}");
+        assert_eq!(fake.containers(), [("container-2".into(), api::ContainerState::ContainerRunning)]);
+        assert!(w.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_of_a_missing_image_creates_nothing_and_says_err_image_pull() {
+        let fake = Arc::new(FakeCri::default());
+        fake.fail_next("PullImage", rpc_error("PullImage", tonic::Code::Unavailable, "no registry"));
+        let p = pod("IfNotPresent");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        assert!(error.to_string().contains("PullImage"), "{error}");
+        assert!(!fake.calls().iter().any(|c| c.starts_with("CreateContainer")), "{:?}", fake.calls());
+        assert_eq!(w.waiting["app"], "ErrImagePull");
+    }
+
+    #[tokio::test]
+    async fn never_policy_with_a_missing_image_neither_pulls_nor_creates() {
+        let fake = Arc::new(FakeCri::default());
+        let p = pod("Never");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        assert!(error.to_string().contains("imagePullPolicy is Never"), "{error}");
+        assert!(!fake.calls().iter().any(|c| c.starts_with("PullImage") || c.starts_with("CreateContainer")));
+    }
+
+    #[tokio::test]
+    async fn a_container_that_fails_to_start_is_removed_and_says_run_container_error() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        fake.fail_next("StartContainer", rpc_error("StartContainer", tonic::Code::Unknown, "exec format error"));
+        let p = pod("IfNotPresent");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        let calls = fake.calls();
+        assert_eq!(
+            &calls[calls.len() - 3..],
+            ["CreateContainer sandbox-1", "StartContainer container-2", "RemoveContainer container-2"]
+        );
+        assert!(fake.containers().is_empty(), "no half-started container is left behind");
+        assert_eq!(w.waiting["app"], "RunContainerError");
+    }
+
+    #[tokio::test]
+    async fn a_create_failure_says_create_container_error_and_starts_nothing() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        fake.fail_next("CreateContainer", rpc_error("CreateContainer", tonic::Code::Unknown, "no such mount"));
+        let p = pod("IfNotPresent");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        assert!(!fake.calls().iter().any(|c| c.starts_with("StartContainer")));
+        assert_eq!(w.waiting["app"], "CreateContainerError");
+    }
+
+    #[tokio::test]
+    async fn a_created_container_that_fails_to_start_is_removed() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let p = pod("IfNotPresent");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let config = api::ContainerConfig::default();
+        let id = fake.create_container(&sandbox_id, config, Default::default()).await.unwrap();
+        fake.fail_next("StartContainer", rpc_error("StartContainer", tonic::Code::Unknown, "boom"));
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        w.execute(Action::StartCreated { id: id.clone() }).await.unwrap_err();
+
+        assert!(fake.calls().contains(&format!("RemoveContainer {id}")));
+        assert!(fake.containers().is_empty());
+    }
+
+    #[test]
+    fn reserved_name_error_names_the_holder() {
+        let message =
+            r#"failed to reserve sandbox name "web_default_abc_0": name "web_default_abc_0" is reserved for "4f2a9c""#;
+        assert_eq!(reserved_holder(message), Some("4f2a9c"));
+        assert_eq!(reserved_holder("something else"), None);
+    }
+}
