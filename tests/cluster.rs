@@ -268,7 +268,7 @@ spec:
     assert!(out.contains("no mirror pod"), "{out}");
     assert!(mirror(&d, "denied").is_none());
     d.wait_until("a Node event names the refusal", Duration::from_secs(30), |d| {
-        let out = events_about(&format!("{}", d.node));
+        let out = events_about(&d.node);
         out.contains("FailedMirrorPod")
     });
     assert!(d.log().contains("mirror pod sync failed"), "{}", d.log());

@@ -76,8 +76,8 @@ impl Report {
     pub fn finish(self) {
         println!("\n{}: {}", self.bench, serde_json::to_string(&self.context).unwrap());
         println!(
-            "{:<40} {:<10} {:>5} {:>12} {:>12} {:>12}  {}",
-            "scenario", "system", "runs", "median", "p90", "max", "ratio (medians)"
+            "{:<40} {:<10} {:>5} {:>12} {:>12} {:>12}  ratio (medians)",
+            "scenario", "system", "runs", "median", "p90", "max"
         );
         let mut rows_json = vec![];
         for row in &self.rows {

@@ -16,6 +16,7 @@ pub async fn process_exit(pid: i32) -> io::Result<()> {
     let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
     // SAFETY: the OwnedFd moves into the AsyncFd, which owns it until dropped; nothing else can
     // close it or make its raw fd refer to another file meanwhile.
+    #[allow(unsafe_code)]
     let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))?;
     fd.readable().await?.retain_ready();

@@ -18,7 +18,7 @@ struct State {
     containers: Vec<api::Container>,
     exit_codes: HashMap<String, i32>,
     images: BTreeSet<String>,
-    calls: Vec<String>,
+    calls: Vec<(String, tokio::time::Instant)>,
     failures: HashMap<&'static str, VecDeque<CriError>>,
     next_id: u64,
     clock: i64,
@@ -54,7 +54,13 @@ impl FakeCri {
 
     /// Every call so far, as `RPC` or `RPC id`.
     pub fn calls(&self) -> Vec<String> {
-        self.state().calls.clone()
+        self.state().calls.iter().map(|(call, _)| call.clone()).collect()
+    }
+
+    /// When each call of `rpc` was made (tokio time, so paused-time tests see exact waits).
+    pub fn call_times(&self, rpc: &str) -> Vec<tokio::time::Instant> {
+        let calls = &self.state().calls;
+        calls.iter().filter(|(call, _)| call.split(' ').next() == Some(rpc)).map(|(_, at)| *at).collect()
     }
 
     /// Adds a ready sandbox that does not carry our labels, as a crashed run leaves one behind.
@@ -85,7 +91,8 @@ impl FakeCri {
 
     fn call(&self, rpc: &'static str, id: &str) -> Result<std::sync::MutexGuard<'_, State>, CriError> {
         let mut state = self.state();
-        state.calls.push(if id.is_empty() { rpc.to_owned() } else { format!("{rpc} {id}") });
+        let call = if id.is_empty() { rpc.to_owned() } else { format!("{rpc} {id}") };
+        state.calls.push((call, tokio::time::Instant::now()));
         if let Some(error) = state.failures.get_mut(rpc).and_then(VecDeque::pop_front) {
             return Err(error);
         }

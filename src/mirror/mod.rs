@@ -8,6 +8,8 @@
 
 mod events;
 mod lease;
+#[cfg(test)]
+mod mock_tests;
 pub mod node;
 pub mod pod;
 pub mod rules;

@@ -210,7 +210,7 @@ fn qos_class(pod: &StaticPod) -> &'static str {
 pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
     fn second(t: &mut Option<Time>) {
         if let Some(Time(ts)) = t {
-            *ts = jiff::Timestamp::from_second(ts.as_second()).unwrap_or(*ts);
+            *ts = Timestamp::from_second(ts.as_second()).unwrap_or(*ts);
         }
     }
     let strip = |s: &PodStatus| {
@@ -312,7 +312,7 @@ mod tests {
         };
         assert_eq!(verdict(&wanted, None), Verdict::Create);
         assert_eq!(verdict(&wanted, Some(&wanted)), Verdict::Keep);
-        let terminating = edit(&|p| p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH)));
+        let terminating = edit(&|p| p.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH)));
         assert_eq!(verdict(&wanted, Some(&terminating)), Verdict::Replace("terminating"));
         let outdated = edit(&|p| {
             p.metadata.annotations.as_mut().unwrap().insert(ANNOTATION_MIRROR.into(), "old".into());
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn sub_second_digits_alone_are_no_change() {
-        let at = |nanos: i64| Some(Time(jiff::Timestamp::from_nanosecond(nanos as i128).unwrap()));
+        let at = |nanos: i64| Some(Time(Timestamp::from_nanosecond(nanos as i128).unwrap()));
         let mut a = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         a.start_time = at(1_700_000_000_123_456_789);
         let mut b = a.clone();

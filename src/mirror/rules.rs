@@ -91,7 +91,7 @@ mod tests {
         Pod {
             metadata: ObjectMeta {
                 annotations,
-                deletion_timestamp: terminating.then(|| Time(jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: terminating.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: Some(PodSpec { termination_grace_period_seconds: Some(5), ..Default::default() }),

@@ -58,6 +58,14 @@ pub struct MirrorSync {
     events: mpsc::UnboundedReceiver<PodEvent>,
 }
 
+/// How a pod's pass ended when nothing failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Synced {
+    Done,
+    /// Not tried: a refusal is being backed off. Neither news nor a recovery.
+    BackingOff,
+}
+
 /// Per-pod memory of one run of the loop.
 #[derive(Default)]
 struct Memory {
@@ -140,13 +148,14 @@ impl MirrorSync {
     }
 
     /// Logs a pod's sync failure once until it changes; a refusal also becomes a Node event.
-    async fn report(&self, full: &str, node_uid: &str, result: Result<(), MirrorError>, memory: &mut Memory) {
+    async fn report(&self, full: &str, node_uid: &str, result: Result<Synced, MirrorError>, memory: &mut Memory) {
         let failure = memory.failures.entry(full.to_owned()).or_default();
         let error = match result {
-            Ok(()) => {
+            Ok(Synced::Done) => {
                 failure.recovered();
                 return;
             }
+            Ok(Synced::BackingOff) => return,
             Err(error) => error,
         };
         if !failure.failed(error.to_string()) {
@@ -178,7 +187,7 @@ impl MirrorSync {
         pod: &StaticPod,
         node_uid: &str,
         refusals: &mut RefusalBackoff,
-    ) -> Result<(), MirrorError> {
+    ) -> Result<Synced, MirrorError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.namespace());
         let full = pod.full_name();
         let wanted = mirror_of(pod, &self.settings.node, node_uid);
@@ -188,10 +197,10 @@ impl MirrorSync {
             if let Some(existing) = existing {
                 self.patch_status(&api, pod, &existing).await?;
             }
-            return Ok(());
+            return Ok(Synced::Done);
         }
         if refusals.waiting(&full, Instant::now()) {
-            return Ok(()); // backing off after a refusal; the problem is already shown
+            return Ok(Synced::BackingOff); // the problem is already shown
         }
         if let (Verdict::Replace(reason), Some(existing)) = (&v, &existing) {
             tracing::info!(pod = %full, reason, "replacing mirror pod");
@@ -211,11 +220,11 @@ impl MirrorSync {
                 tracing::info!(pod = %full, mirror_uid = ?created.metadata.uid, "mirror pod created");
                 refusals.succeeded(&full);
                 self.problems.set(&full, None);
-                self.patch_status(&api, pod, &created).await
+                self.patch_status(&api, pod, &created).await.map(|()| Synced::Done)
             }
             // Still there (an older copy not yet gone from our cache, or a race): the watch
             // brings it and the next pass judges it.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Synced::Done),
             Err(e) => {
                 let error = MirrorError::api("create", format!("mirror pod {full}"), e);
                 refusals.failed(&full, Instant::now());

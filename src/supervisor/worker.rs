@@ -225,3 +225,58 @@ impl Worker {
         self.ctx.views.set(state);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cri::{
+            Observer,
+            fake::{FakeCri, rpc_error},
+        },
+        manifest::{Origin, parse_manifest},
+        ops::metrics::Metrics,
+        supervisor::{Views, events::Events},
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_start_is_retried_after_1_2_and_4_seconds_then_runs() {
+        let fake = Arc::new(FakeCri::with_images(&["i:1"]));
+        for _ in 0..3 {
+            fake.fail_next("StartContainer", rpc_error("StartContainer", tonic::Code::Unknown, "exec format error"));
+        }
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true, containers: [{name: c, image: i:1}]}\n";
+        let pod = parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0);
+        let dir = tempfile::tempdir().unwrap();
+        let observer = Observer::new();
+        let ctx = Arc::new(Context {
+            runtime: fake.clone(),
+            observer: observer.clone(),
+            node: "n".into(),
+            pod_logs_dir: dir.path().join("logs"),
+            root_dir: dir.path().join("root"),
+            views: Views::default(),
+            metrics: Arc::new(Metrics::new()),
+            events: Events::default(),
+        });
+        let (terminate, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        tokio::spawn(observer.run(fake.clone(), "n".into(), Duration::from_secs(1), shutdown.clone()));
+        let worker = tokio::spawn(supervise(ctx.clone(), pod.clone(), String::new(), terminate, shutdown.clone()));
+
+        let running = async {
+            while ctx.views.get(&pod.uid).is_none_or(|v| v.status() != "Running") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), running).await.expect("the pod runs after three failed starts");
+
+        let starts = fake.call_times("StartContainer");
+        assert_eq!(starts.len(), 4, "three failures, then success");
+        let waits: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(waits, [1, 2, 4].map(Duration::from_secs));
+        assert_eq!(ctx.views.get(&pod.uid).unwrap().last_error, None, "the error clears once the action succeeds");
+        shutdown.cancel();
+        worker.await.unwrap();
+        assert!(fake.sandbox_ids().len() == 1, "shutdown leaves the pod running");
+    }
+}

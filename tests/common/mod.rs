@@ -237,7 +237,7 @@ pub fn remove_node_pods(node: &str) {
     block_on(cleanup);
 }
 
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
 
@@ -254,7 +254,7 @@ pub fn http_get(port: u16, path: &str) -> Result<String, String> {
 pub fn http_get_addr(address: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&address.parse().map_err(|e| format!("{e}"))?, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
