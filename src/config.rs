@@ -540,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_value_names_the_file_field_even_from_a_flag_and_bad_flag_syntax_names_the_flag() {
+    fn bad_values_name_their_field_and_bad_flag_syntax_its_flag() {
         for (args, field) in [
             (["--runtime-request-timeout=soon"], "runtimeRequestTimeout:"),
             (["--manifest-url=ftp://host/pods"], "staticPodURL:"),
