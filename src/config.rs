@@ -1,95 +1,346 @@
 //! Configuration: a YAML file with KubeletConfiguration's field names, overridden by kubelet's
 //! flag names. An unknown or mistyped field is an error that names it, never silently ignored.
+//!
+//! # One table
+//!
+//! Every setting is written once, in the `settings!` table below: its doc comment (both its
+//! `--help` text and its JSON Schema description), its [`Config`] field and type, its config-file
+//! field, its flag, its default and the function that checks its value. The macro (its syntax is
+//! described above its definition) turns the table into
+//! - [`ConfigFile`], the file (serde and schemars: `staticlet config schema` prints its schema),
+//! - [`Flags`], the command line (a clap `Args` struct, which main.rs flattens into its parser),
+//! - [`Config`], the configuration in force, and [`Config::resolve`], which fills it in,
+//! - [`SETTINGS`], the table's names, which the tests iterate.
+//!
+//! [`Config::resolve`] does the same for every setting: it takes the flag if it is given, else the
+//! file's field, else the default (an empty string counts as unset), and passes the value it took
+//! (the default too) through the setting's `parse` function. A `parse` error names the file field
+//! (`fileCheckFrequency: "soon" is not a duration ...`), even when the value came from the flag.
+//! Each type a file field or a flag has implements `Given`, which says whether that layer sets
+//! the setting and hands over its raw value; the flag and the file field of a setting must hand
+//! over the same raw type, or the table does not compile.
+//!
+//! # Adding a setting
+//!
+//! Add an entry to the table, regenerate the schema (`cargo run -- config schema >
+//! deploy/staticlet.schema.json`) and run `cargo test --lib config`: the tests set every setting
+//! by its flag and by its file field and check that both give the same `Config`, and that the
+//! flag wins. A new kind of value needs a `parse` function (and, if its file field or flag has a
+//! type no setting had, a `Given` impl), and the tests need a sample of it in `SAMPLES`.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
-pub const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
-pub const DEFAULT_ROOT_DIR: &str = "/var/lib/staticlet";
-pub const DEFAULT_STATUS_ADDRESS: &str = "127.0.0.1:10251";
+/// The table's syntax. Each entry is
+///
+/// ```text
+/// /// Doc comment: the --help text and the schema description.
+/// config_field: ConfigType {
+///     #[schemars(...)]          // optional: more attributes of the file field
+///     file "fileName": FileType,
+///     #[arg(...)]               // optional: more attributes of the flag (global, env, ...)
+///     flag "flag-name": FlagType,
+///     default: "raw value",     // optional, parsed like a given value; without one, ConfigType is an Option
+///     parse: function,          // fn(raw value) -> Result<value, message>
+/// }
+/// ```
+///
+/// FileType is the serde field's type (so the schema's type), always an `Option`; FlagType is the
+/// clap field's type: `Option<T>` for a flag given at most once, `Vec<T>` for a repeatable one.
+///
+/// `defaults may call NAME;` names `Config::resolve`'s third argument (the host name) so that a
+/// default can call it: the macro's code can only see a variable whose name the caller wrote.
+/// Doc comments are matched as `tt` so that the derives see them as plain string literals.
+macro_rules! settings {
+    (
+        defaults may call $host:ident;
+        $(
+            $(#[doc = $doc:tt])+
+            $field:ident: $ty:ty {
+                $(#[$file_attr:meta])*
+                file $file:literal: $file_ty:ty,
+                $(#[$flag_attr:meta])*
+                flag $flag:literal: $flag_ty:ty,
+                $(default: $default:expr,)?
+                parse: $parse:expr $(,)?
+            }
+        )*
+    ) => {
+        /// The configuration file. Field names follow KubeletConfiguration where kubelet has the setting,
+        /// so an existing kubelet config's static pod fields can be copied over unchanged.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[schemars(title = "StaticletConfiguration")]
+        pub struct ConfigFile {
+            /// `staticlet.io/v1alpha1`; optional.
+            pub api_version: Option<String>,
+            /// `StaticletConfiguration`; optional.
+            pub kind: Option<String>,
+            $(
+                $(#[doc = $doc])+
+                #[serde(rename = $file)]
+                $(#[$file_attr])*
+                pub $field: $file_ty,
+            )*
+        }
 
-/// The configuration file. Field names follow KubeletConfiguration where kubelet has the setting,
-/// so an existing kubelet config's static pod fields can be copied over unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "StaticletConfiguration")]
-pub struct ConfigFile {
-    /// `staticlet.io/v1alpha1`; optional.
-    pub api_version: Option<String>,
-    /// `StaticletConfiguration`; optional.
-    pub kind: Option<String>,
+        /// kubelet's flag names, meaning what they mean for kubelet; each overrides the file.
+        #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+        pub struct Flags {
+            $(
+                $(#[doc = $doc])+
+                #[arg(long = $flag)]
+                $(#[$flag_attr])*
+                pub $field: $flag_ty,
+            )*
+        }
+
+        /// The configuration in force, every value resolved.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])+
+                pub $field: $ty,
+            )*
+        }
+
+        /// Every setting's names, in table order.
+        pub const SETTINGS: &[Setting] = &[$(Setting { field: stringify!($field), file: $file, flag: $flag }),*];
+
+        impl Config {
+            /// Resolves each setting: the flag, else the file, else the default; then its `parse`.
+            /// The last argument gives the host name, the default node name (tests fix it).
+            pub fn resolve(file: ConfigFile, flags: Flags, $host: impl FnOnce() -> String) -> Result<Self, ConfigError> {
+                Ok(Self {
+                    $($field: {
+                        let from_flag = Given::given(flags.$field).map_err(|m| invalid(concat!("--", $flag), m))?;
+                        let from_file = Given::given(file.$field).map_err(|m| invalid($file, m))?;
+                        let parse = |raw| $parse(raw).map_err(|m| invalid($file, m));
+                        setting_value!(from_flag.or(from_file), parse $(, $default)?)
+                    },)*
+                })
+            }
+        }
+    };
+}
+
+/// A setting's value from the raw value the layers give, if any. Without a default the setting is
+/// an `Option`, `None` when unset; with one, an unset setting gets the default, parsed alike.
+macro_rules! setting_value {
+    ($given:expr, $parse:ident) => {
+        $given.map($parse).transpose()?
+    };
+    ($given:expr, $parse:ident, $default:expr) => {
+        $parse($given.unwrap_or_else(|| $default.into()))?
+    };
+}
+
+/// Go durations, as KubeletConfiguration writes them: the schema's pattern for duration fields.
+const GO_DURATION: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
+
+settings! {
+    defaults may call hostname;
+
     /// Directory of static pod manifests, or a single manifest file (kubelet: staticPodPath).
-    pub static_pod_path: Option<String>,
+    static_pod_path: Option<PathBuf> {
+        file "staticPodPath": Option<String>,
+        flag "pod-manifest-path": Option<String>,
+        parse: manifest_path,
+    }
     /// URL polled for manifests: a Pod or PodList, YAML or JSON (kubelet: staticPodURL).
-    #[serde(rename = "staticPodURL")]
-    pub static_pod_url: Option<String>,
+    static_pod_url: Option<String> {
+        file "staticPodURL": Option<String>,
+        flag "manifest-url": Option<String>,
+        parse: http_url,
+    }
     /// Headers sent with every manifest URL request (kubelet: staticPodURLHeader).
-    #[serde(rename = "staticPodURLHeader")]
-    pub static_pod_url_header: Option<BTreeMap<String, Vec<String>>>,
+    static_pod_url_header: Vec<(String, String)> {
+        file "staticPodURLHeader": Option<BTreeMap<String, Vec<String>>>,
+        #[arg(value_name = "NAME:VALUE[,NAME:VALUE]")]
+        flag "manifest-url-header": Vec<HeaderFlag>,
+        default: Vec::new(),
+        parse: plain,
+    }
     /// How often the manifest path is re-listed in full, as a Go duration (default 20s).
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
-    pub file_check_frequency: Option<String>,
+    file_check_frequency: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "fileCheckFrequency": Option<String>,
+        flag "file-check-frequency": Option<String>,
+        default: "20s",
+        parse: go_duration,
+    }
     /// How often the manifest URL is polled, as a Go duration (default 20s).
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
-    pub http_check_frequency: Option<String>,
+    http_check_frequency: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "httpCheckFrequency": Option<String>,
+        flag "http-check-frequency": Option<String>,
+        default: "20s",
+        parse: go_duration,
+    }
     /// Root of container log files (default /var/log/pods).
-    pub pod_logs_dir: Option<String>,
+    pod_logs_dir: PathBuf {
+        file "podLogsDir": Option<String>,
+        #[arg(global = true)]
+        flag "pod-logs-dir": Option<String>,
+        default: "/var/log/pods",
+        parse: plain,
+    }
     /// CRI endpoint of the container runtime (default unix:///run/containerd/containerd.sock).
-    pub container_runtime_endpoint: Option<String>,
+    container_runtime_endpoint: String {
+        file "containerRuntimeEndpoint": Option<String>,
+        #[arg(env = "CONTAINER_RUNTIME_ENDPOINT")]
+        flag "container-runtime-endpoint": Option<String>,
+        default: "unix:///run/containerd/containerd.sock",
+        parse: plain,
+    }
     /// Timeout of one runtime call, as a Go duration (default 2m).
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
-    pub runtime_request_timeout: Option<String>,
+    runtime_request_timeout: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "runtimeRequestTimeout": Option<String>,
+        flag "runtime-request-timeout": Option<String>,
+        default: "2m",
+        parse: go_duration,
+    }
     /// Node name (default: the host name). kubelet takes it as a flag only.
-    pub node_name: Option<String>,
+    node_name: String {
+        file "nodeName": Option<String>,
+        #[arg(global = true)]
+        flag "node-name": Option<String>,
+        default: hostname(),
+        parse: node_name,
+    }
     /// staticlet's state directory: emptyDir volumes live here (default /var/lib/staticlet).
-    pub root_dir: Option<String>,
+    root_dir: PathBuf {
+        file "rootDir": Option<String>,
+        flag "root-dir": Option<String>,
+        default: "/var/lib/staticlet",
+        parse: plain,
+    }
     /// Loopback address of the local status API used by `staticlet get pods`, /metrics, /healthz
     /// and /readyz (default 127.0.0.1:10251).
-    pub status_address: Option<String>,
+    status_address: SocketAddr {
+        file "statusAddress": Option<String>,
+        #[arg(global = true)]
+        flag "status-address": Option<String>,
+        default: "127.0.0.1:10251",
+        parse: socket_address,
+    }
     /// Kubeconfig of this node's identity (`system:node:<nodeName>`). When set, staticlet
     /// registers the Node and keeps a mirror pod of every static pod on the API server.
-    pub kubeconfig: Option<String>,
+    kubeconfig: Option<PathBuf> {
+        file "kubeconfig": Option<String>,
+        flag "kubeconfig": Option<String>,
+        parse: plain,
+    }
     /// The node's InternalIP (default: the address of the default route's interface).
-    #[serde(rename = "nodeIP")]
-    pub node_ip: Option<String>,
+    node_ip: Option<String> {
+        file "nodeIP": Option<String>,
+        flag "node-ip": Option<String>,
+        parse: plain,
+    }
 }
 
-/// Values given on the command line; each overrides the file.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub static_pod_path: Option<String>,
-    pub static_pod_url: Option<String>,
-    pub static_pod_url_header: Vec<String>,
-    pub file_check_frequency: Option<String>,
-    pub http_check_frequency: Option<String>,
-    pub pod_logs_dir: Option<String>,
-    pub container_runtime_endpoint: Option<String>,
-    pub node_name: Option<String>,
-    pub root_dir: Option<String>,
-    pub status_address: Option<String>,
-    pub kubeconfig: Option<String>,
-    pub node_ip: Option<String>,
+/// One entry of the table: a setting's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The field of [`Config`], [`ConfigFile`] and [`Flags`].
+    pub field: &'static str,
+    /// The config-file field (KubeletConfiguration's name).
+    pub file: &'static str,
+    /// The flag, without its leading `--` (kubelet's name).
+    pub flag: &'static str,
 }
 
-/// The configuration in force, every value resolved.
+/// One `--manifest-url-header` value, kubelet's `Name:value[,Name:value]`. It is split by
+/// [`Config::resolve`], so that a bad one is a configuration error like any other.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub static_pod_path: Option<PathBuf>,
-    pub static_pod_url: Option<String>,
-    pub static_pod_url_header: Vec<(String, String)>,
-    pub file_check_frequency: Duration,
-    pub http_check_frequency: Duration,
-    pub pod_logs_dir: PathBuf,
-    pub container_runtime_endpoint: String,
-    pub runtime_request_timeout: Duration,
-    pub node_name: String,
-    pub root_dir: PathBuf,
-    pub status_address: SocketAddr,
-    pub kubeconfig: Option<PathBuf>,
-    pub node_ip: Option<String>,
+pub struct HeaderFlag(pub String);
+
+impl From<String> for HeaderFlag {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// What one layer (the command line or the file) says about a setting: `None` when it leaves the
+/// setting unset, else the raw value the setting's `parse` takes. One impl per field type the
+/// table uses; an error here names the flag or file field it came from.
+trait Given {
+    type Raw;
+    fn given(self) -> Result<Option<Self::Raw>, String>;
+}
+
+/// A single value, in the file or as a flag. An empty string counts as unset.
+impl Given for Option<String> {
+    type Raw = String;
+    fn given(self) -> Result<Option<String>, String> {
+        Ok(self.filter(|v| !v.is_empty()))
+    }
+}
+
+/// Headers in the file: each name with its values.
+impl Given for Option<BTreeMap<String, Vec<String>>> {
+    type Raw = Vec<(String, String)>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        Ok(self.map(|headers| {
+            headers.into_iter().flat_map(|(name, values)| values.into_iter().map(move |v| (name.clone(), v))).collect()
+        }))
+    }
+}
+
+/// Headers as repeated flags: all of them, in order; when given, they replace the file's.
+impl Given for Vec<HeaderFlag> {
+    type Raw = Vec<(String, String)>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut headers = Vec::new();
+        for flag in &self {
+            headers.extend(parse_header_flag(&flag.0)?);
+        }
+        Ok(Some(headers))
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { field, message }
+}
+
+// The settings' `parse` functions: a raw value in, the Config value or a message out.
+
+/// The value as given (a `String`, or a `PathBuf` of it).
+fn plain<R, T: From<R>>(value: R) -> Result<T, String> {
+    Ok(value.into())
+}
+
+/// Trailing slashes are dropped, so that a directory has one spelling (`/` stays `/`).
+fn manifest_path(path: String) -> Result<PathBuf, String> {
+    let trimmed = path.trim_end_matches('/');
+    Ok(PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }))
+}
+
+fn http_url(url: String) -> Result<String, String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url)
+    } else {
+        Err(format!("{url:?} is not an http:// or https:// URL"))
+    }
+}
+
+fn go_duration(text: String) -> Result<Duration, String> {
+    parse_go_duration(&text).ok_or_else(|| format!("{text:?} is not a duration such as 20s, 1m30s or 500ms"))
+}
+
+fn socket_address(text: String) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:10251"))
+}
+
+/// Only the default, the host name, can be empty (an empty flag or field counts as unset).
+fn node_name(name: String) -> Result<String, String> {
+    if name.is_empty() { Err("empty, and the host name is unknown".into()) } else { Ok(name) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,97 +379,13 @@ impl ConfigFile {
     }
 }
 
-impl Config {
-    pub fn resolve(file: ConfigFile, flags: Overrides, hostname: impl FnOnce() -> String) -> Result<Self, ConfigError> {
-        let pick = |flag: Option<String>, file: Option<String>| flag.or(file).filter(|v| !v.is_empty());
-        let duration = |field: &'static str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => parse_go_duration(&v).ok_or_else(|| ConfigError::Invalid {
-                field,
-                message: format!("{v:?} is not a duration such as 20s, 1m30s or 500ms"),
-            }),
-        };
-
-        let mut headers: Vec<(String, String)> = file
-            .static_pod_url_header
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|(name, values)| values.into_iter().map(move |v| (name.clone(), v)))
-            .collect();
-        if !flags.static_pod_url_header.is_empty() {
-            headers.clear();
-            for flag in &flags.static_pod_url_header {
-                headers.extend(parse_header_flag(flag)?);
-            }
-        }
-
-        let status_address =
-            pick(flags.status_address, file.status_address).unwrap_or_else(|| DEFAULT_STATUS_ADDRESS.into());
-        let status_address = status_address.parse().map_err(|_| ConfigError::Invalid {
-            field: "statusAddress",
-            message: format!("{status_address:?} is not an address such as 127.0.0.1:10251"),
-        })?;
-        let node_name = pick(flags.node_name, file.node_name).unwrap_or_else(hostname);
-        if node_name.is_empty() {
-            return Err(ConfigError::Invalid {
-                field: "nodeName",
-                message: "empty, and the host name is unknown".into(),
-            });
-        }
-        let static_pod_url = pick(flags.static_pod_url, file.static_pod_url);
-        if let Some(url) = &static_pod_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid {
-                field: "staticPodURL",
-                message: format!("{url:?} is not an http:// or https:// URL"),
-            });
-        }
-        Ok(Self {
-            static_pod_path: pick(flags.static_pod_path, file.static_pod_path)
-                .map(|p| PathBuf::from(p.trim_end_matches('/').to_owned()).to_owned())
-                .map(|p| if p.as_os_str().is_empty() { PathBuf::from("/") } else { p }),
-            static_pod_url,
-            static_pod_url_header: headers,
-            file_check_frequency: duration(
-                "fileCheckFrequency",
-                pick(flags.file_check_frequency, file.file_check_frequency),
-                Duration::from_secs(20),
-            )?,
-            http_check_frequency: duration(
-                "httpCheckFrequency",
-                pick(flags.http_check_frequency, file.http_check_frequency),
-                Duration::from_secs(20),
-            )?,
-            pod_logs_dir: pick(flags.pod_logs_dir, file.pod_logs_dir)
-                .unwrap_or_else(|| DEFAULT_POD_LOGS_DIR.into())
-                .into(),
-            container_runtime_endpoint: pick(flags.container_runtime_endpoint, file.container_runtime_endpoint)
-                .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.into()),
-            runtime_request_timeout: duration(
-                "runtimeRequestTimeout",
-                file.runtime_request_timeout,
-                Duration::from_secs(120),
-            )?,
-            node_name,
-            root_dir: pick(flags.root_dir, file.root_dir).unwrap_or_else(|| DEFAULT_ROOT_DIR.into()).into(),
-            status_address,
-            kubeconfig: pick(flags.kubeconfig, file.kubeconfig).map(PathBuf::from),
-            node_ip: pick(flags.node_ip, file.node_ip),
-        })
-    }
-}
-
 /// kubelet's `--manifest-url-header 'a:x,b:y'`: comma-separated `name:value` pairs.
-pub fn parse_header_flag(flag: &str) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn parse_header_flag(flag: &str) -> Result<Vec<(String, String)>, String> {
     flag.split(',')
         .filter(|pair| !pair.trim().is_empty())
         .map(|pair| match pair.split_once(':') {
             Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.to_owned())),
-            _ => Err(ConfigError::Invalid {
-                field: "--manifest-url-header",
-                message: format!("{pair:?} is not of the form Name:value"),
-            }),
+            _ => Err(format!("{pair:?} is not of the form Name:value")),
         })
         .collect()
 }
@@ -255,10 +422,90 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use clap::{Args as _, FromArgMatches as _};
+
     use super::*;
 
-    fn resolve(yaml: &str, flags: Overrides) -> Result<Config, ConfigError> {
+    /// The flags' parser, reading no environment variable (the integration tests' environment sets
+    /// CONTAINER_RUNTIME_ENDPOINT).
+    fn command() -> clap::Command {
+        Flags::augment_args(clap::Command::new("staticlet")).mut_args(|arg| arg.env(None))
+    }
+
+    fn flags(args: &[&str]) -> Flags {
+        let matches = command().try_get_matches_from(std::iter::once("staticlet").chain(args.iter().copied()));
+        Flags::from_arg_matches(&matches.unwrap()).unwrap()
+    }
+
+    fn flag(setting: &Setting, value: &str) -> Flags {
+        flags(&[&format!("--{}={value}", setting.flag)])
+    }
+
+    fn resolve(yaml: &str, flags: Flags) -> Result<Config, ConfigError> {
         Config::resolve(ConfigFile::parse("test.yaml", yaml)?, flags, || "host-a".into())
+    }
+
+    /// Values in the file's YAML and the same values as flags, two of each kind of setting.
+    const SAMPLES: &[(&str, &str)] = &[
+        ("7m30s", "7m30s"),
+        ("8s", "8s"),
+        ("http://a.example/pods", "http://a.example/pods"),
+        ("https://b.example/pods", "https://b.example/pods"),
+        ("10.1.2.3:4567", "10.1.2.3:4567"),
+        ("10.1.2.4:4568", "10.1.2.4:4568"),
+        ("{X-A: [a, b], X-B: [c]}", "X-A:a,X-A:b,X-B:c"),
+        ("{X-C: [d]}", "X-C:d"),
+    ];
+
+    /// The first two SAMPLES that `setting`'s file field accepts and that change the Config, each
+    /// with the flag value meaning the same and the Config the file gives.
+    fn samples(setting: &Setting) -> [(&'static str, &'static str, Config); 2] {
+        let defaults = resolve("", Flags::default()).unwrap();
+        let fitting: Vec<_> = SAMPLES
+            .iter()
+            .filter_map(|&(yaml, flag)| {
+                let config = resolve(&format!("{}: {yaml}\n", setting.file), Flags::default()).ok()?;
+                (config != defaults).then_some((yaml, flag, config))
+            })
+            .take(2)
+            .collect();
+        fitting.try_into().unwrap_or_else(|_| panic!("fewer than two SAMPLES fit {}: add some", setting.file))
+    }
+
+    #[test]
+    fn every_setting_reads_the_same_from_its_flag_and_its_file_field() {
+        for setting in SETTINGS {
+            for (_, value, from_file) in samples(setting) {
+                let from_flag = resolve("", flag(setting, value)).unwrap();
+                assert_eq!(from_flag, from_file, "--{} and {}", setting.flag, setting.file);
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_overrides_its_file_field() {
+        for setting in SETTINGS {
+            let [(in_file, _, _), (_, in_flag, from_flag)] = samples(setting);
+            let config = resolve(&format!("{}: {in_file}\n", setting.file), flag(setting, in_flag)).unwrap();
+            assert_eq!(config, from_flag, "--{} and {}", setting.flag, setting.file);
+        }
+    }
+
+    #[test]
+    fn an_empty_flag_or_field_counts_as_unset() {
+        let defaults = resolve("", Flags::default()).unwrap();
+        for setting in SETTINGS {
+            let [(in_file, _, from_file), _] = samples(setting);
+            if let Ok(config) = resolve(&format!("{}: ''\n", setting.file), Flags::default()) {
+                assert_eq!(config, defaults, "{}: ''", setting.file);
+            }
+            // A repeatable flag given at all replaces the file's values, as kubelet's does.
+            let arg = command().get_arguments().find(|a| a.get_long() == Some(setting.flag)).cloned().unwrap();
+            if !matches!(arg.get_action(), clap::ArgAction::Append) {
+                let config = resolve(&format!("{}: {in_file}\n", setting.file), flag(setting, "")).unwrap();
+                assert_eq!(config, from_file, "--{}=", setting.flag);
+            }
+        }
     }
 
     #[test]
@@ -267,7 +514,7 @@ mod tests {
             "staticPodPath: /etc/kubernetes/manifests/\nstaticPodURL: http://127.0.0.1:8080/pods\n\
              staticPodURLHeader: {X-Token: [a, b]}\nfileCheckFrequency: 5s\nhttpCheckFrequency: 1m30s\n\
              podLogsDir: /tmp/logs\n",
-            Overrides::default(),
+            Flags::default(),
         )
         .unwrap();
         assert_eq!(config.static_pod_path, Some(PathBuf::from("/etc/kubernetes/manifests")));
@@ -281,25 +528,40 @@ mod tests {
 
     #[test]
     fn unknown_field_is_an_error_that_names_it() {
-        let err = resolve("staticPodPth: /etc/kubernetes/manifests\n", Overrides::default()).unwrap_err();
+        let err = resolve("staticPodPth: /etc/kubernetes/manifests\n", Flags::default()).unwrap_err();
         assert!(err.to_string().contains("staticPodPth"), "{err}");
         assert!(err.to_string().contains("test.yaml"), "{err}");
     }
 
     #[test]
     fn mistyped_value_is_an_error_that_names_the_field() {
-        let err = resolve("fileCheckFrequency: soon\n", Overrides::default()).unwrap_err();
+        let err = resolve("fileCheckFrequency: soon\n", Flags::default()).unwrap_err();
         assert!(err.to_string().starts_with("fileCheckFrequency:"), "{err}");
     }
 
     #[test]
+    fn bad_values_name_their_field_and_bad_flag_syntax_its_flag() {
+        for (args, field) in [
+            (["--runtime-request-timeout=soon"], "runtimeRequestTimeout:"),
+            (["--manifest-url=ftp://host/pods"], "staticPodURL:"),
+            (["--status-address=localhost"], "statusAddress:"),
+            (["--manifest-url-header=X-Token"], "--manifest-url-header:"),
+        ] {
+            let err = resolve("", flags(&args)).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+        let err = Config::resolve(ConfigFile::default(), Flags::default(), String::new).unwrap_err();
+        assert!(err.to_string().starts_with("nodeName:"), "{err}");
+    }
+
+    #[test]
     fn flags_override_the_file() {
-        let flags = Overrides {
-            static_pod_path: Some("/flag".into()),
-            node_name: Some("node-b".into()),
-            static_pod_url_header: vec!["A:1,B:2".into(), "A:3".into()],
-            ..Default::default()
-        };
+        let flags = flags(&[
+            "--pod-manifest-path=/flag",
+            "--node-name=node-b",
+            "--manifest-url-header=A:1,B:2",
+            "--manifest-url-header=A:3",
+        ]);
         let config = resolve("staticPodPath: /file\nnodeName: node-c\nstaticPodURLHeader: {Z: [z]}\n", flags).unwrap();
         assert_eq!(config.static_pod_path, Some(PathBuf::from("/flag")));
         assert_eq!(config.node_name, "node-b");
@@ -310,11 +572,22 @@ mod tests {
 
     #[test]
     fn defaults_match_kubelet() {
-        let config = resolve("", Overrides::default()).unwrap();
+        let config = resolve("", Flags::default()).unwrap();
         assert_eq!(config.file_check_frequency, Duration::from_secs(20));
         assert_eq!(config.http_check_frequency, Duration::from_secs(20));
+        assert_eq!(config.runtime_request_timeout, Duration::from_secs(120));
         assert_eq!(config.pod_logs_dir, PathBuf::from("/var/log/pods"));
-        assert_eq!(config.container_runtime_endpoint, DEFAULT_RUNTIME_ENDPOINT);
+        assert_eq!(config.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
+        assert_eq!(config.root_dir, PathBuf::from("/var/lib/staticlet"));
+        assert_eq!(config.status_address, SocketAddr::from(([127, 0, 0, 1], 10251)));
+        assert_eq!((config.static_pod_path, config.static_pod_url, config.kubeconfig), (None, None, None));
+    }
+
+    #[test]
+    fn the_runtime_endpoint_flag_reads_its_environment_variable() {
+        let command = Flags::augment_args(clap::Command::new("staticlet"));
+        let arg = command.get_arguments().find(|a| a.get_long() == Some("container-runtime-endpoint")).unwrap();
+        assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new("CONTAINER_RUNTIME_ENDPOINT")));
     }
 
     #[test]

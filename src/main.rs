@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use staticlet::{
-    config::{Config, ConfigFile, DEFAULT_STATUS_ADDRESS, Overrides},
+    config::{Config, ConfigError, ConfigFile, Flags},
     logs,
     ops::server,
 };
@@ -26,48 +26,14 @@ struct Cli {
     run: RunFlags,
 }
 
-/// kubelet's flag names, meaning what they mean for kubelet.
-#[derive(Args, Default)]
+#[derive(Args)]
 struct RunFlags {
     /// Config file (YAML, KubeletConfiguration field names; see deploy/staticlet.schema.json).
     #[arg(long, global = true)]
     config: Option<String>,
-    /// Directory of static pod manifests, or one manifest file.
-    #[arg(long)]
-    pod_manifest_path: Option<String>,
-    /// URL to poll for static pod manifests.
-    #[arg(long)]
-    manifest_url: Option<String>,
-    /// 'Name:value[,Name:value]' headers for --manifest-url; repeatable.
-    #[arg(long)]
-    manifest_url_header: Vec<String>,
-    /// Re-list interval of the manifest path (Go duration, default 20s).
-    #[arg(long)]
-    file_check_frequency: Option<String>,
-    /// Poll interval of the manifest URL (Go duration, default 20s).
-    #[arg(long)]
-    http_check_frequency: Option<String>,
-    /// Node name (default: the host name).
-    #[arg(long, global = true)]
-    node_name: Option<String>,
-    /// CRI endpoint (default unix:///run/containerd/containerd.sock).
-    #[arg(long, env = "CONTAINER_RUNTIME_ENDPOINT")]
-    container_runtime_endpoint: Option<String>,
-    /// Root of container log files (default /var/log/pods).
-    #[arg(long, global = true)]
-    pod_logs_dir: Option<String>,
-    /// State directory (default /var/lib/staticlet).
-    #[arg(long)]
-    root_dir: Option<String>,
-    /// Loopback address of the status API (default 127.0.0.1:10251).
-    #[arg(long, global = true)]
-    status_address: Option<String>,
-    /// Kubeconfig with this node's identity; enables Node registration and mirror pods.
-    #[arg(long)]
-    kubeconfig: Option<String>,
-    /// The node's InternalIP.
-    #[arg(long)]
-    node_ip: Option<String>,
+    /// One flag per setting, from the table in config.rs.
+    #[command(flatten)]
+    settings: Flags,
 }
 
 #[derive(Subcommand)]
@@ -112,7 +78,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => return run_daemon(cli.run),
+        None => return run_daemon(&cli.run),
         Some(Command::Config { command: ConfigCommand::Schema }) => {
             print!("{}", ConfigFile::schema_json());
             Ok(())
@@ -145,39 +111,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn resolve(flags: &RunFlags) -> Result<Config, staticlet::config::ConfigError> {
+/// The file named by --config (if any) overridden by the flags.
+fn resolve(flags: &RunFlags) -> Result<Config, ConfigError> {
     let file = match &flags.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    let overrides = Overrides {
-        static_pod_path: flags.pod_manifest_path.clone(),
-        static_pod_url: flags.manifest_url.clone(),
-        static_pod_url_header: flags.manifest_url_header.clone(),
-        file_check_frequency: flags.file_check_frequency.clone(),
-        http_check_frequency: flags.http_check_frequency.clone(),
-        pod_logs_dir: flags.pod_logs_dir.clone(),
-        container_runtime_endpoint: flags.container_runtime_endpoint.clone(),
-        node_name: flags.node_name.clone(),
-        root_dir: flags.root_dir.clone(),
-        status_address: flags.status_address.clone(),
-        kubeconfig: flags.kubeconfig.clone(),
-        node_ip: flags.node_ip.clone(),
-    };
-    Config::resolve(file, overrides, hostname)
+    Config::resolve(file, flags.settings.clone(), hostname)
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
-fn run_daemon(flags: RunFlags) -> ExitCode {
+fn run_daemon(flags: &RunFlags) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match resolve(&flags) {
+    let config = match resolve(flags) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
@@ -204,10 +157,7 @@ fn get(flags: &RunFlags, resource: &str, output: Option<&str>) -> anyhow::Result
     if !matches!(resource, "pods" | "pod" | "po") {
         anyhow::bail!("unknown resource {resource:?}: only `pods` is supported");
     }
-    let address = match &flags.config {
-        Some(_) => resolve(flags)?.status_address.to_string(),
-        None => flags.status_address.clone().unwrap_or_else(|| DEFAULT_STATUS_ADDRESS.into()),
-    };
+    let address = resolve(flags)?.status_address.to_string();
     let url = format!("http://{address}/pods");
     let body = http_get(&address, "/pods")
         .with_context(|| format!("cannot reach the staticlet daemon at {url} (is it running?)"))?;
@@ -253,5 +203,35 @@ async fn stop_on_signals(shutdown: tokio_util::sync::CancellationToken) {
             std::process::exit(1);
         }
         shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_local_tools_take_the_global_flags_after_the_subcommand() {
+        for tool in [&["get", "pods"][..], &["logs", "web"], &["config", "schema"]] {
+            let args = ["staticlet"].iter().chain(tool).copied().chain([
+                "--config=/etc/staticlet/config.yaml",
+                "--node-name=node-a",
+                "--pod-logs-dir=/logs",
+                "--status-address=127.0.0.1:1",
+            ]);
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.run.config.as_deref(), Some("/etc/staticlet/config.yaml"), "{tool:?}");
+            let flags = &cli.run.settings;
+            assert_eq!(flags.node_name.as_deref(), Some("node-a"), "{tool:?}");
+            assert_eq!(flags.pod_logs_dir.as_deref(), Some("/logs"), "{tool:?}");
+            assert_eq!(flags.status_address.as_deref(), Some("127.0.0.1:1"), "{tool:?}");
+        }
     }
 }
