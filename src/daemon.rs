@@ -54,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
-    let desired = source::spawn(&config, &tracker, &shutdown);
+    let desired = source::spawn(&config, &metrics, &tracker, &shutdown);
     let problems = MirrorProblems::default();
     let mut events = Default::default();
     if let Some(kubeconfig) = &config.kubeconfig {

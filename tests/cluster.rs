@@ -253,10 +253,18 @@ spec:
     std::fs::write(&file, policy).unwrap();
     let (ok, _, err) = kubectl(&["apply", "-f", &file.display().to_string()]);
     assert!(ok, "{err}");
-    std::thread::sleep(Duration::from_secs(2)); // the policy reaches the admission cache
-    d.start();
     let manifest = shell_pod("denied", "sleep 3600", "")
         .replace("labels: {role: test}", &format!("labels: {{role: test, forbidden-{}: 'yes'}}", d.node));
+    // The policy is enforced once it reaches the API server's admission cache: from then on a
+    // server-side dry run of a pod with the forbidden label is refused with its message.
+    let probe = d.dir.path().join("probe.yaml");
+    std::fs::write(&probe, manifest.replace("name: denied", "name: probe")).unwrap();
+    d.wait_until("the API server refuses a dry run of a forbidden pod", Duration::from_secs(30), |d| {
+        let (ok, _, err) =
+            kubectl(&["create", "--dry-run=server", "-n", "default", "-f", &probe.display().to_string()]);
+        !ok && err.contains(&format!("pods labelled forbidden-{} are not allowed here", d.node))
+    });
+    d.start();
     d.write_manifest("denied.yaml", &manifest);
     d.wait_for_running("denied");
     d.wait_until("the refusal shows in staticlet get pods", Duration::from_secs(30), |d| {
@@ -387,12 +395,15 @@ fn api_server_away_never_holds_up_static_pods_and_everything_converges_when_it_r
     relay.set(true);
     wait_mirror(&d, "static-web", "appears once the API server is back", running);
     let containers = running_container_ids(&local.uid);
+    assert_eq!(containers.len(), 1, "the pod's container runs before the API server goes away");
 
     // Away mid-flight: a removed manifest still stops its pod at once...
     relay.set(false);
     std::fs::remove_file(d.manifests.join("web.yaml")).unwrap();
     d.wait_until("the pod is stopped locally", Duration::from_secs(30), |_| runtime_sandboxes(&local.uid).is_empty());
-    assert!(!containers.is_empty());
+    let left: Vec<String> = runtime_containers(&local.uid).into_iter().map(|c| c.id).collect();
+    assert!(!containers.iter().any(|c| left.contains(c)), "its container is gone from the runtime: {left:?}");
+    assert!(mirror(&d, "static-web").is_some(), "the mirror is still there: staticlet could not reach the API server");
     // ...and the mirror goes when the API server is back.
     relay.set(true);
     d.wait_until("the orphan mirror is deleted", Duration::from_secs(60), |d| mirror(d, "static-web").is_none());

@@ -120,8 +120,11 @@ fn broken_manifest_keeps_the_last_good_pod_running_and_reports_the_error() {
     d.wait_until("the error is reported", Duration::from_secs(20), |d| {
         d.status().manifest_errors.iter().any(|e| e.contains("web.yaml: line 4"))
     });
-    // Two full rescans later (fileCheckFrequency is 2s) the pod is still the same pod.
-    std::thread::sleep(Duration::from_secs(5));
+    // Two full rescans later (fileCheckFrequency is 2s), each reading the broken file again, the
+    // pod is still the same pod.
+    let rescans = r#"staticlet_manifest_dir_scans_total{trigger="period"}"#;
+    let before = d.metric(rescans);
+    d.wait_until("two full rescans have run", Duration::from_secs(20), |d| d.metric(rescans) >= before + 2.0);
     let still = d.pod("static-web").expect("the pod is still listed");
     assert_eq!(still.uid, pod.uid);
     assert_eq!(still.status, "Running");
@@ -269,6 +272,10 @@ fn directory_skips_leftovers_and_refuses_bad_files_with_named_errors() {
         let errors = d.status().manifest_errors;
         expected.iter().all(|e| errors.iter().any(|x| x.starts_with(e.as_str())))
     });
+    // Two full rescans more, so "logged once" below means once over several scans.
+    let rescans = r#"staticlet_manifest_dir_scans_total{trigger="period"}"#;
+    let before = d.metric(rescans);
+    d.wait_until("two full rescans have run", Duration::from_secs(20), |d| d.metric(rescans) >= before + 2.0);
     let status = d.status();
     assert_eq!(status.pods.len(), 1, "only web.yaml defines a pod: {:#?}", status.pods);
     assert_eq!(status.pods[0].source, format!("file:{m}/web.yaml"));

@@ -119,18 +119,31 @@ fn url_pods_run_and_survive_every_kind_of_bad_answer() {
     );
     assert!(headers.iter().any(|h| h.eq_ignore_ascii_case("x-token: abc")), "{headers:?}");
     let containers = running_container_ids(&a.uid);
+    let url = format!("http://127.0.0.1:{}/pods", server.port);
 
-    for (answer, shows) in [
-        (Answer::Status(404), "HTTP 404"),
-        (Answer::Status(500), "HTTP 500"),
-        (Answer::Body("\u{1}\u{2}garbage: [".into()), "manifest"),
-        (Answer::Endless, "over the 10485760-byte limit"),
-        (Answer::Silent, "timed out"),
+    // Each answer is seen handled by the poll count of its result moving past its value from
+    // before the answer was set, and by a log line that only this answer produces (checked absent
+    // before). `stale`: whether pod a is marked as running the last good version; only a body
+    // that does not parse sets that, and the failures after it leave it as it was.
+    for (answer, result, shows, stale) in [
+        (Answer::Status(404), "http_error", "answered HTTP 404".to_owned(), false),
+        (Answer::Status(500), "http_error", "answered HTTP 500".to_owned(), false),
+        (Answer::Body("\u{1}\u{2}garbage: [".into()), "invalid", format!("{url}: line 1, column "), true),
+        (Answer::Endless, "too_large", format!("{url}: response body is over the 10485760-byte limit"), true),
+        (Answer::Silent, "timeout", format!("{url}: timed out"), true),
     ] {
+        assert!(!d.log().contains(&shows), "{shows:?} is logged before the answer that must cause it:\n{}", d.log());
+        let polls = format!("staticlet_manifest_url_polls_total{{result=\"{result}\"}}");
+        let before = d.metric(&polls);
         server.set(answer);
-        d.wait_until(&format!("staticlet logs {shows:?}"), Duration::from_secs(40), |d| d.log().contains(shows));
+        d.wait_until(&format!("a poll counted {result} and the log shows {shows:?}"), Duration::from_secs(40), |d| {
+            d.metric(&polls) > before
+                && d.log().contains(&shows)
+                && d.pod("a").is_some_and(|p| p.manifest_error.is_some() == stale)
+        });
         let pod = d.pod("a").expect("pod a is kept");
         assert_eq!(pod.status, "Running", "after {shows}");
+        assert!(d.pod("b").is_some(), "after {shows}: pod b is kept");
         assert_eq!(running_container_ids(&a.uid), containers, "after {shows}: no container restarted");
     }
 
@@ -151,7 +164,14 @@ fn unreachable_url_at_start_does_not_stop_pods_it_defined_before() {
     d.stop();
     server.set(Answer::Status(503));
     d.start();
-    d.wait_until("the failing URL is logged", Duration::from_secs(20), |d| d.log().matches("HTTP 503").count() >= 1);
-    std::thread::sleep(Duration::from_secs(3));
+    // Four failed polls (one a second) since this start, each a chance to stop the URL's pod.
+    let failed = r#"staticlet_manifest_url_polls_total{result="http_error"}"#;
+    d.wait_until("four polls have failed", Duration::from_secs(20), |d| d.metric(failed) >= 4.0);
+    assert!(d.log().contains("answered HTTP 503"), "{}", d.log());
+    assert_eq!(
+        d.metric(r#"staticlet_manifest_url_polls_total{result="ok"}"#),
+        0.0,
+        "no poll succeeded since the start"
+    );
     assert_eq!(running_container_ids(&kept.uid), containers, "the URL's pod keeps running while the URL is down");
 }

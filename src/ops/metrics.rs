@@ -7,7 +7,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-type Labels = Vec<(String, String)>;
+pub type Labels = Vec<(String, String)>;
 
 pub struct Metrics {
     registry: Registry,
@@ -18,6 +18,11 @@ pub struct Metrics {
     pub container_restarts: Counter,
     pub sandboxes_started: Counter,
     pub manifest_errors: Gauge,
+    /// Full scans of the manifest directory, by `trigger`: `start`, `event` (a change settled),
+    /// `period` (fileCheckFrequency went by).
+    pub manifest_dir_scans: Family<Labels, Counter>,
+    /// Polls of the manifest URL, by `result` (see `source::url::PollResult`).
+    pub manifest_url_polls: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -37,6 +42,8 @@ impl Metrics {
         let container_restarts = Counter::default();
         let sandboxes_started = Counter::default();
         let manifest_errors = Gauge::default();
+        let manifest_dir_scans = Family::<Labels, Counter>::default();
+        let manifest_url_polls = Family::<Labels, Counter>::default();
         registry.register("kubelet_desired_pods", "Pods the node wants to run", desired_pods_family.clone());
         registry.register("kubelet_running_pods", "Pods with a running sandbox", running_pods.clone());
         registry.register("kubelet_running_containers", "Containers by state", running_containers.clone());
@@ -52,6 +59,17 @@ impl Metrics {
             "Manifests that currently fail to load",
             manifest_errors.clone(),
         );
+        registry.register(
+            "staticlet_manifest_dir_scans",
+            "Full scans of the manifest directory, by trigger (start, event, period)",
+            manifest_dir_scans.clone(),
+        );
+        registry.register(
+            "staticlet_manifest_url_polls",
+            "Polls of the manifest URL, by result (ok, empty, invalid, unchanged, http_error, unreachable, timeout, \
+             too_large)",
+            manifest_url_polls.clone(),
+        );
         Self {
             registry,
             desired_pods,
@@ -61,6 +79,8 @@ impl Metrics {
             container_restarts,
             sandboxes_started,
             manifest_errors,
+            manifest_dir_scans,
+            manifest_url_polls,
         }
     }
 
@@ -68,5 +88,26 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The one label of a family's series, as the families above take it.
+pub fn label(name: &str, value: &str) -> Labels {
+    vec![(name.into(), value.into())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_counters_are_exposed_under_their_names_and_labels() {
+        let metrics = Metrics::new();
+        metrics.manifest_dir_scans.get_or_create(&label("trigger", "period")).inc();
+        metrics.manifest_url_polls.get_or_create(&label("result", "timeout")).inc_by(2);
+        let text = metrics.encode();
+        assert!(text.contains("# TYPE staticlet_manifest_dir_scans counter\n"), "{text}");
+        assert!(text.contains("\nstaticlet_manifest_dir_scans_total{trigger=\"period\"} 1\n"), "{text}");
+        assert!(text.contains("\nstaticlet_manifest_url_polls_total{result=\"timeout\"} 2\n"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! The manifest directory (staticPodPath): inotify events, debounced, plus a full rescan every
-//! fileCheckFrequency. Every scan reads the whole directory and yields a whole snapshot.
+//! fileCheckFrequency. Every scan reads the whole directory and yields a whole snapshot, and is
+//! counted in `staticlet_manifest_dir_scans_total` by what started it (start, event, period).
 //!
 //! Unlike kubelet, only `*.yaml`, `*.yml` and `*.json` are manifests; dotfiles and the leftovers of
 //! editors and package managers are skipped with one log line each, so a `web.yaml.bak` can never
@@ -13,12 +14,14 @@ use std::{
 };
 
 use notify::{RecursiveMode, Watcher};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     desired::{Manifest, SourceSnapshot},
     manifest::{MAX_MANIFEST_BYTES, ManifestError, Origin, SourceKind, StaticPod, parse_manifest},
+    ops::metrics::{Labels, label},
 };
 
 /// After an event that ends a change (a file closed after writing, renamed into place, removed),
@@ -78,6 +81,8 @@ pub struct DirSource {
     node: String,
     period: Duration,
     memory: ScanMemory,
+    /// `staticlet_manifest_dir_scans_total`, by trigger.
+    scans: Family<Labels, Counter>,
 }
 
 /// What one scan leaves for the next.
@@ -93,8 +98,8 @@ pub struct ScanMemory {
 }
 
 impl DirSource {
-    pub fn new(path: PathBuf, node: String, period: Duration) -> Self {
-        Self { path, node, period, memory: ScanMemory::default() }
+    pub fn new(path: PathBuf, node: String, period: Duration, scans: Family<Labels, Counter>) -> Self {
+        Self { path, node, period, memory: ScanMemory::default(), scans }
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
@@ -102,6 +107,7 @@ impl DirSource {
         let mut watcher = None;
         let mut last: Option<SourceSnapshot> = None;
         let mut missing_reported = false;
+        let mut trigger = "start";
         loop {
             if watcher.is_none() {
                 // Kept alive in this variable: dropping the watcher ends the inotify watch.
@@ -126,25 +132,36 @@ impl DirSource {
                     return;
                 }
             }
+            // Counted once the snapshot, if it changed, is handed to the merge: a reader who sees
+            // the count move knows this scan is done.
+            self.scans.get_or_create(&label("trigger", trigger)).inc();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.period) => {}
-                Some(mut settled) = events.recv() => {
-                    // Coalesce the burst; a file still being written gets time to be finished.
-                    let deadline = tokio::time::Instant::now() + UNSETTLED_MAX;
-                    loop {
-                        let quiet = if settled { SETTLED_QUIET } else { UNSETTLED_MAX };
-                        tokio::select! {
-                            _ = tokio::time::sleep(quiet) => break,
-                            _ = tokio::time::sleep_until(deadline) => break,
-                            e = events.recv() => match e {
-                                Some(s) => settled = s,
-                                None => break,
-                            },
-                        }
-                    }
+                _ = tokio::time::sleep(self.period) => trigger = "period",
+                Some(settled) = events.recv() => {
+                    settle(settled, &mut events).await;
+                    trigger = "event";
                 }
             }
+        }
+    }
+}
+
+/// After a first event (`settled`: whether it ends a change), waits for the burst to end: until
+/// no event has come for SETTLED_QUIET after one that ends a change, or for UNSETTLED_MAX after
+/// one that does not (a file still being written gets time to be finished), and never longer
+/// than UNSETTLED_MAX from the first event. Events that arrive meanwhile are taken in.
+async fn settle(mut settled: bool, events: &mut mpsc::UnboundedReceiver<bool>) {
+    let deadline = tokio::time::Instant::now() + UNSETTLED_MAX;
+    loop {
+        let quiet = if settled { SETTLED_QUIET } else { UNSETTLED_MAX };
+        tokio::select! {
+            _ = tokio::time::sleep(quiet) => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            e = events.recv() => match e {
+                Some(s) => settled = s,
+                None => return,
+            },
         }
     }
 }
@@ -379,6 +396,80 @@ mod tests {
         std::fs::remove_file(&b).unwrap();
         scan(dir.path(), "n", &mut memory);
         assert!(!memory.parsed.contains_key(&b), "a removed file is forgotten");
+    }
+
+    /// Runs `settle` after a first event `first`, with more events sent at the given times (ms
+    /// after the first); returns how long it waited. Time is paused: no real sleeping.
+    async fn settle_after(first: bool, later: &[(u64, bool)]) -> Duration {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = tokio::time::Instant::now();
+        let later = later.to_vec();
+        let sender = tokio::spawn(async move {
+            for (at, settled) in later {
+                tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+                let _ = tx.send(settled);
+            }
+            std::future::pending::<()>().await;
+        });
+        settle(first, &mut rx).await;
+        let waited = start.elapsed();
+        sender.abort();
+        waited
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_settles_5_ms_after_it_ends_and_at_most_500_ms_after_it_starts() {
+        let ms = Duration::from_millis;
+        let every = |step: u64, until: u64, settled: bool| -> Vec<(u64, bool)> {
+            (1..).map(|i| i * step).take_while(|&t| t <= until).map(|t| (t, settled)).collect()
+        };
+        for (what, first, later, waited) in [
+            ("a finished write alone", true, vec![], ms(5)),
+            ("a write still open alone", false, vec![], ms(500)),
+            ("a write closed 400 ms in", false, vec![(300, false), (400, true)], ms(405)),
+            ("a burst of renames 3 ms apart", true, vec![(3, true), (6, true), (9, true)], ms(14)),
+            ("an event after the quiet time", true, vec![(10, true)], ms(5)),
+            ("a finished write, then another opened", true, vec![(3, false)], ms(500)),
+            ("a write that goes on for 900 ms", false, every(100, 900, false), ms(500)),
+            ("renames every 4 ms for 600 ms", true, every(4, 600, true), ms(500)),
+        ] {
+            assert_eq!(settle_after(first, &later).await, waited, "{what}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settle_returns_at_once_when_the_watcher_is_gone() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
+        drop(tx);
+        let start = tokio::time::Instant::now();
+        settle(false, &mut rx).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_directory_is_scanned_at_start_and_once_every_period() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i:1}]}\n",
+        )
+        .unwrap();
+        let scans = Family::<Labels, Counter>::default();
+        let source = DirSource::new(dir.path().to_owned(), "n".into(), Duration::from_secs(20), scans.clone());
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(source.run(tx, shutdown.clone()));
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.manifests.len(), 1);
+        let count = |trigger: &str| scans.get_or_create(&label("trigger", trigger)).get();
+        // Just before the third period ends, then just after: scans come at 0, 20 s, 40 s, 60 s.
+        tokio::time::sleep(Duration::from_millis(59_999)).await;
+        assert_eq!((count("start"), count("period"), count("event")), (1, 2, 0));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!((count("start"), count("period"), count("event")), (1, 3, 0));
+        assert!(rx.try_recv().is_err(), "an unchanged directory yields no new snapshot");
+        shutdown.cancel();
+        task.await.unwrap();
     }
 
     #[test]

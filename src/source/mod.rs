@@ -13,13 +13,25 @@ use crate::{
     config::Config,
     desired::{Desired, SourceSnapshot, merge},
     manifest::SourceKind,
+    ops::metrics::Metrics,
 };
 
-/// Starts the configured sources and the merge; returns the desired set as it evolves.
-pub fn spawn(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToken) -> watch::Receiver<Arc<Desired>> {
+/// Starts the configured sources and the merge; returns the desired set as it evolves. The sources
+/// count their scans and polls in `metrics`.
+pub fn spawn(
+    config: &Config,
+    metrics: &Metrics,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> watch::Receiver<Arc<Desired>> {
     let (snapshot_tx, mut snapshot_rx) = mpsc::channel::<SourceSnapshot>(16);
     if let Some(path) = &config.static_pod_path {
-        let source = dir::DirSource::new(path.clone(), config.node_name.clone(), config.file_check_frequency);
+        let source = dir::DirSource::new(
+            path.clone(),
+            config.node_name.clone(),
+            config.file_check_frequency,
+            metrics.manifest_dir_scans.clone(),
+        );
         tracker.spawn(source.run(snapshot_tx.clone(), shutdown.clone()));
     }
     if let Some(url) = &config.static_pod_url {
@@ -28,6 +40,7 @@ pub fn spawn(config: &Config, tracker: &TaskTracker, shutdown: &CancellationToke
             config.static_pod_url_header.clone(),
             config.node_name.clone(),
             config.http_check_frequency,
+            metrics.manifest_url_polls.clone(),
         );
         tracker.spawn(source.run(snapshot_tx.clone(), shutdown.clone()));
     }

@@ -6,16 +6,19 @@
 //!   last good pods running, like a broken file.
 //!
 //! The body is capped at 10 MiB and every request at 10 s, so an endless or silent server costs
-//! one bounded request per period.
+//! one bounded request per period. Every poll is counted in `staticlet_manifest_url_polls_total`
+//! by how it ended (`PollResult`).
 
 use std::time::Duration;
 
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     desired::{Manifest, SourceSnapshot},
     manifest::{MAX_MANIFEST_BYTES, Origin, SourceKind, parse_manifest},
+    ops::metrics::{Labels, label},
 };
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,21 +28,76 @@ pub struct UrlSource {
     headers: Vec<(String, String)>,
     node: String,
     period: Duration,
+    /// `staticlet_manifest_url_polls_total`, by result.
+    polls: Family<Labels, Counter>,
+}
+
+/// How one poll ended: the `result` label of `staticlet_manifest_url_polls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    /// A new body that parsed: the URL's pods are now what it lists.
+    Ok,
+    /// A new, empty body: no URL pods.
+    Empty,
+    /// A new body that does not parse: the last good pods keep running.
+    Invalid,
+    /// The same body as last time.
+    Unchanged,
+    /// An answer other than 200.
+    HttpError,
+    /// No answer: refused, reset, unresolvable.
+    Unreachable,
+    /// No answer within REQUEST_TIMEOUT.
+    Timeout,
+    /// A body over the size limit.
+    TooLarge,
+}
+
+impl PollResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Empty => "empty",
+            Self::Invalid => "invalid",
+            Self::Unchanged => "unchanged",
+            Self::HttpError => "http_error",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::TooLarge => "too_large",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: {message}")]
-    Transport { url: String, message: String },
+    Transport { url: String, message: String, timeout: bool },
     #[error("{url}: answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("{url}: response body is over the {limit}-byte limit")]
     TooLarge { url: String, limit: u64 },
 }
 
+impl FetchError {
+    pub fn result(&self) -> PollResult {
+        match self {
+            Self::Transport { timeout: true, .. } => PollResult::Timeout,
+            Self::Transport { .. } => PollResult::Unreachable,
+            Self::Status { .. } => PollResult::HttpError,
+            Self::TooLarge { .. } => PollResult::TooLarge,
+        }
+    }
+}
+
 impl UrlSource {
-    pub fn new(url: String, headers: Vec<(String, String)>, node: String, period: Duration) -> Self {
-        Self { url, headers, node, period }
+    pub fn new(
+        url: String,
+        headers: Vec<(String, String)>,
+        node: String,
+        period: Duration,
+        polls: Family<Labels, Counter>,
+    ) -> Self {
+        Self { url, headers, node, period, polls }
     }
 
     pub async fn run(self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
@@ -54,26 +112,28 @@ impl UrlSource {
         let mut last_body: Option<Vec<u8>> = None;
         let mut last_error: Option<String> = None;
         loop {
-            match self.fetch(&client).await {
+            let result = match self.fetch(&client).await {
                 Ok(body) => {
                     if last_error.take().is_some() {
                         tracing::info!(url = %self.url, "manifest URL is answering again");
                     }
-                    if last_body.as_ref() != Some(&body) {
-                        let manifests = if body.iter().all(u8::is_ascii_whitespace) {
+                    if last_body.as_ref() == Some(&body) {
+                        PollResult::Unchanged
+                    } else {
+                        let (manifests, result) = if body.iter().all(u8::is_ascii_whitespace) {
                             tracing::warn!(url = %self.url, "manifest URL answered with an empty body: no URL pods");
-                            vec![]
+                            (vec![], PollResult::Empty)
                         } else {
-                            vec![Manifest {
-                                origin: origin.clone(),
-                                result: parse_manifest(&body, &origin, &self.node),
-                            }]
+                            let parsed = parse_manifest(&body, &origin, &self.node);
+                            let result = if parsed.is_ok() { PollResult::Ok } else { PollResult::Invalid };
+                            (vec![Manifest { origin: origin.clone(), result: parsed }], result)
                         };
                         last_body = Some(body);
                         let snapshot = SourceSnapshot { kind: SourceKind::Http, manifests, notes: vec![] };
                         if tx.send(snapshot).await.is_err() {
                             return;
                         }
+                        result
                     }
                 }
                 Err(e) => {
@@ -85,8 +145,12 @@ impl UrlSource {
                         tracing::debug!(error = %message, "manifest URL still unavailable");
                     }
                     last_error = Some(message);
+                    e.result()
                 }
-            }
+            };
+            // Counted once the poll is handled (its snapshot, if any, handed on), so a reader who
+            // sees the count move knows this answer has been dealt with.
+            self.polls.get_or_create(&label("result", result.label())).inc();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.period) => {}
@@ -95,7 +159,11 @@ impl UrlSource {
     }
 
     async fn fetch(&self, client: &reqwest::Client) -> Result<Vec<u8>, FetchError> {
-        let transport = |e: reqwest::Error| FetchError::Transport { url: self.url.clone(), message: describe(&e) };
+        let transport = |e: reqwest::Error| FetchError::Transport {
+            url: self.url.clone(),
+            message: describe(&e),
+            timeout: e.is_timeout(),
+        };
         let mut request = client.get(&self.url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
