@@ -13,11 +13,14 @@ ensure_cargo() {
     fi
 }
 
-# Packages the tests use beyond the runtime's own (hack/testenv installs those).
+# Packages the tests use beyond the runtime's own (hack/testenv installs those); shellcheck and
+# shfmt are for hack/check-shell.
 ensure_test_packages() {
     local missing=()
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+    command -v shfmt >/dev/null 2>&1 || missing+=(shfmt)
     if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null

@@ -1,0 +1,160 @@
+# shellcheck shell=bash
+# Sourced by hack/testenv. The commands (cmd_<name>, run by the dispatcher with the command's
+# arguments): each checks its arguments and composes the parts above.
+
+cmd_up() {
+    local arg cluster=0
+    for arg in "$@"; do
+        case "$arg" in
+        --cluster) cluster=1 ;;
+        *) usage ;;
+        esac
+    done
+    need_root
+    check_dir
+    take_lock
+    local t0=$SECONDS warm=0 pid cluster_summary=""
+    local verified="skipped (instance was already up; STATICLET_TESTENV_VERIFY=1 forces it)"
+
+    if ((cluster)); then
+        ensure_packages "${PACKAGES[@]}" "${CLUSTER_PACKAGES[@]}"
+    else
+        ensure_packages "${PACKAGES[@]}"
+    fi
+    if [[ -d "$DIR" && ! -e "$MARKER" && -n "$(ls -A "$DIR")" ]]; then
+        die "$DIR exists, is not empty and was not made by testenv; pick another STATICLET_TESTENV_DIR"
+    fi
+    mkdir -p "$DIR"
+    touch "$MARKER"
+    write_crictl_yaml
+    build_pause
+
+    if is_up && ! config_changed; then
+        warm=1
+    else
+        # Restarting containerd leaves running pods alone: their shims reconnect to the new one.
+        if pid="$(daemon_pid)"; then
+            log "settings changed since containerd $pid started; restarting it"
+            stop_pid "$pid" 15 >/dev/null
+        fi
+        start_containerd
+    fi
+    check_cri_plugin
+    ensure_images
+    if ((!warm)) || [[ "${STATICLET_TESTENV_VERIFY:-}" == 1 ]]; then
+        if ensure_crictl; then verified="$(verify_cri)"; else verified="$(verify_ctr)"; fi
+    fi
+    # After the runtime, so `up` without --cluster is unchanged, and a cluster is only added to a
+    # containerd that works. A cluster started earlier is left running by a plain `up`.
+    if ((cluster)); then cluster_summary="$(cluster_up)"; fi
+
+    cat <<EOF
+testenv: up ($( ((warm)) && echo "already running" || echo "started"), $((SECONDS - t0))s)
+  containerd pid  $(daemon_pid)  (log $LOG)
+  CRI socket      unix://$SOCK
+  images          $PAUSE_IMAGE (sandbox), $TEST_IMAGE
+  CNI             $NET_NAME: bridge $BRIDGE, $SUBNET
+  crictl          $(find_crictl 2>/dev/null || echo "none")
+  check           $verified
+EOF
+    if ((cluster)); then printf '%s\n' "$cluster_summary"; fi
+    echo "  use it with     eval \"\$($0 env)\""
+}
+
+cmd_node_kubeconfig() {
+    [[ $# -eq 1 ]] || usage
+    check_dir
+    valid_node_name "$1" || die "'$1' is not a valid Node name (lowercase DNS subdomain)"
+    node_kubeconfig "$1"
+}
+
+cmd_env() {
+    no_args "$@"
+    check_dir
+    printf 'export CONTAINER_RUNTIME_ENDPOINT=%q\n' "unix://$SOCK"
+    printf 'export CONTAINERD_ADDRESS=%q\n' "$SOCK"
+    printf 'export STATICLET_TESTENV_DIR=%q\n' "$DIR"
+    printf 'export STATICLET_TEST_IMAGE=%q\n' "$TEST_IMAGE"
+    printf 'export STATICLET_PAUSE_IMAGE=%q\n' "$PAUSE_IMAGE"
+    printf 'export CRI_CONFIG_FILE=%q\n' "$DIR/crictl.yaml"
+    local c
+    if c="$(find_crictl)"; then printf 'export STATICLET_TESTENV_CRICTL_BIN=%q\n' "$c"; fi
+    # The cluster's, only while its API server runs (a pid check; `env` must stay cheap).
+    if [[ -s "$ADMIN_KUBECONFIG" ]] && comp_pid kube-apiserver >/dev/null; then
+        printf 'export KUBECONFIG=%q\n' "$ADMIN_KUBECONFIG"
+        printf 'export STATICLET_KUBECONFIG=%q\n' "$CL/nodes/$DEFAULT_NODE/kubeconfig"
+        printf 'export STATICLET_KUBE_BIN=%q\n' "$KUBE_BIN"
+        printf 'export STATICLET_K8S_VERSION=%q\n' "$K8S_VERSION"
+        # First in PATH: tests must run the kubectl of the server's release, not the image's
+        # Google Cloud SDK one.
+        # shellcheck disable=SC2016 # $PATH is for the shell that evals this
+        printf 'export PATH=%q:"$PATH"\n' "$KUBE_BIN"
+    fi
+}
+
+cmd_status() {
+    no_args "$@"
+    check_dir
+    local pid rc=3
+    if pid="$(daemon_pid)"; then
+        if answers; then
+            echo "up: containerd pid $pid, socket unix://$SOCK"
+            rc=0
+        else
+            echo "unhealthy: containerd pid $pid runs but does not answer on $SOCK"
+            rc=1
+        fi
+    else
+        echo "down ($DIR)"
+    fi
+    if ! cluster_status && ((rc == 0)); then rc=1; fi
+    return "$rc"
+}
+
+# For tests of a runtime that goes away: stop containerd alone (SIGTERM), leaving its shims and
+# so every running container alive, as a containerd upgrade or crash does.
+cmd_stop_runtime() {
+    no_args "$@"
+    need_root
+    check_dir
+    take_lock
+    local pid
+    pid="$(daemon_pid)" || die "not up"
+    stop_pid "$pid" 15 >/dev/null
+    log "containerd $pid stopped; containers keep running under their shims"
+}
+
+cmd_restart_runtime() {
+    no_args "$@"
+    need_root
+    check_dir
+    take_lock
+    local pid
+    if pid="$(daemon_pid)"; then stop_pid "$pid" 15 >/dev/null; fi
+    start_containerd
+    check_cri_plugin
+    log "containerd restarted"
+}
+
+cmd_down() {
+    no_args "$@"
+    need_root
+    check_dir
+    take_lock
+    local stopped
+    # The cluster first (controller manager, API server, etcd), bounded with SIGKILL after 20 s.
+    stopped="$(cluster_down)"
+    if answers; then
+        remove_workloads
+    fi
+    stopped+=" $(stop_containerd)"
+    kill_orphans
+    unmount_all
+    cleanup_network
+    # What we stopped may linger as zombies until PID 1 reaps them (every ~2 s here): wait, so
+    # no etcd/kube-*/containerd entry is left in the process table once `down` returns.
+    # shellcheck disable=SC2086 # a list of PIDs, one a word
+    wait_reaped $stopped
+    remove_state_dir
+    echo "testenv: down"
+}
