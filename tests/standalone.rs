@@ -419,3 +419,55 @@ fn testenv(args: &[&str]) {
     let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
     assert!(status.success(), "hack/testenv {args:?} failed");
 }
+
+#[test]
+fn daemon_run_in_process_stops_when_its_token_is_cancelled_and_leaves_its_pods_running() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_name("inprocess");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("web.yaml"), web_pod("static-web", free_port())).unwrap();
+    let port = free_port();
+    let yaml = format!(
+        "staticPodPath: {}\nnodeName: {node}\ncontainerRuntimeEndpoint: {}\npodLogsDir: {}\nrootDir: {}\nstatusAddress: 127.0.0.1:{port}\n",
+        manifests.display(),
+        endpoint(),
+        dir.path().join("logs").display(),
+        dir.path().join("root").display(),
+    );
+    let file = staticlet::config::ConfigFile::parse("inprocess.yaml", &yaml).unwrap();
+    let config = staticlet::config::Config::resolve(file, Default::default(), || "unused".into()).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let daemon = tokio.spawn(staticlet::daemon::run(config, shutdown.clone()));
+
+    let uid = wait_for(Duration::from_secs(30), || {
+        let body = http_get(port, "/pods").ok()?;
+        let status: staticlet::ops::server::LocalStatus = serde_json::from_str(&body).ok()?;
+        let pod = status.pods.into_iter().find(|p| p.name == format!("static-web-{node}"))?;
+        (pod.status == "Running").then_some(pod.uid)
+    })
+    .expect("the in-process daemon runs the pod");
+    let containers = running_container_ids(&uid);
+
+    shutdown.cancel();
+    let result = tokio.block_on(async { tokio::time::timeout(Duration::from_secs(15), daemon).await });
+    let returned = result.expect("daemon::run returns within 15 s of its token being cancelled");
+    returned.unwrap().unwrap();
+    assert!(http_get(port, "/healthz").is_err(), "the status API is closed");
+    assert_eq!(running_container_ids(&uid), containers, "stopping staticlet stops no pod");
+    remove_node_pods(&node);
+}
+
+/// Polls `check` every 100 ms until it gives a value or `limit` passes.
+fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}

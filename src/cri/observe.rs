@@ -15,6 +15,8 @@ use std::{
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::LogOnce;
+
 use super::{
     Cri, labels,
     model::{RuntimePod, RuntimeSnapshot, group},
@@ -65,24 +67,23 @@ impl Observer {
         period: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut last_error: Option<String> = None;
+        let mut failure = LogOnce::default();
         loop {
             let covers = self.requested.load(Ordering::SeqCst);
             let result = list(runtime.as_ref(), &node).await;
             let previous = self.latest();
             let snapshot = match result {
                 Ok(pods) => {
-                    if last_error.take().is_some() {
+                    if failure.recovered() {
                         tracing::info!(endpoint = runtime.endpoint(), "container runtime is reachable again");
                     }
                     RuntimeSnapshot { covers, listed: true, error: None, pods }
                 }
                 Err(e) => {
                     let message = e.to_string();
-                    if last_error.as_deref() != Some(message.as_str()) {
+                    if failure.failed(message.as_str()) {
                         tracing::warn!(error = %message, "container runtime unavailable; pods keep running, retrying");
                     }
-                    last_error = Some(message.clone());
                     RuntimeSnapshot {
                         covers,
                         listed: previous.listed,

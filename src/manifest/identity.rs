@@ -11,7 +11,9 @@
 //! A `metadata.uid` in the manifest is kept as the UID, as kubelet does, but unlike kubelet the
 //! `config.hash` annotation stays the content hash, so edits are still seen (kubernetes#103374).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
+
+use super::pod::StaticPod;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Toleration};
 use serde_json::Value;
@@ -56,71 +58,6 @@ impl Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.kind.as_str(), self.location)
-    }
-}
-
-/// A pod as staticlet runs it: identity applied, kubelet's defaults filled in, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StaticPod {
-    pub uid: String,
-    /// Content hash: differs between two versions of a manifest, even with a pinned UID.
-    pub config_hash: String,
-    pub origin: Origin,
-    pub pod: Pod,
-}
-
-impl StaticPod {
-    pub fn name(&self) -> &str {
-        self.pod.metadata.name.as_deref().unwrap_or_default()
-    }
-    pub fn namespace(&self) -> &str {
-        self.pod.metadata.namespace.as_deref().unwrap_or("default")
-    }
-    /// `namespace/name`: the key two pods may not share.
-    pub fn full_name(&self) -> String {
-        format!("{}/{}", self.namespace(), self.name())
-    }
-    pub fn spec(&self) -> &PodSpec {
-        self.pod.spec.as_ref().expect("identity::build always sets a spec")
-    }
-    /// terminationGracePeriodSeconds, defaulted to 30 s, at least 1 s (kubelet's minimum).
-    pub fn grace_period(&self) -> Duration {
-        let secs = self.spec().termination_grace_period_seconds.unwrap_or(30).max(1);
-        Duration::from_secs(secs as u64)
-    }
-    pub fn restart_policy(&self) -> RestartPolicy {
-        match self.spec().restart_policy.as_deref() {
-            Some("Never") => RestartPolicy::Never,
-            Some("OnFailure") => RestartPolicy::OnFailure,
-            _ => RestartPolicy::Always,
-        }
-    }
-    pub fn host_network(&self) -> bool {
-        self.spec().host_network.unwrap_or(false)
-    }
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        self.pod.metadata.labels.clone().unwrap_or_default()
-    }
-    pub fn annotations(&self) -> BTreeMap<String, String> {
-        self.pod.metadata.annotations.clone().unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    /// Whether a container that exited with `exit_code` is started again.
-    pub fn restarts_after(self, exit_code: i32) -> bool {
-        match self {
-            Self::Always => true,
-            Self::OnFailure => exit_code != 0,
-            Self::Never => false,
-        }
     }
 }
 

@@ -5,11 +5,13 @@
 mod error;
 mod identity;
 mod parse;
+mod pod;
 mod validate;
 
 pub use error::{FieldError, ManifestError};
 pub use identity::{
-    ANNOTATION_CONFIG_HASH, ANNOTATION_CONFIG_SEEN, ANNOTATION_CONFIG_SOURCE, Origin, RestartPolicy, SourceKind,
-    StaticPod, default_pull_policy, derive_uid,
+    ANNOTATION_CONFIG_HASH, ANNOTATION_CONFIG_SEEN, ANNOTATION_CONFIG_SOURCE, Origin, SourceKind, default_pull_policy,
+    derive_uid,
 };
 pub use parse::{MAX_MANIFEST_BYTES, parse_manifest};
+pub use pod::{RestartPolicy, StaticPod};

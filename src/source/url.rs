@@ -19,6 +19,7 @@ use crate::{
     desired::{Manifest, SourceSnapshot},
     manifest::{MAX_MANIFEST_BYTES, Origin, SourceKind, parse_manifest},
     ops::metrics::{Labels, label},
+    retry::LogOnce,
 };
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,11 +111,11 @@ impl UrlSource {
         };
         let origin = Origin::http(self.url.clone());
         let mut last_body: Option<Vec<u8>> = None;
-        let mut last_error: Option<String> = None;
+        let mut failure = LogOnce::default();
         loop {
             let result = match self.fetch(&client).await {
                 Ok(body) => {
-                    if last_error.take().is_some() {
+                    if failure.recovered() {
                         tracing::info!(url = %self.url, "manifest URL is answering again");
                     }
                     if last_body.as_ref() == Some(&body) {
@@ -138,13 +139,11 @@ impl UrlSource {
                 }
                 Err(e) => {
                     // A new kind of failure is news; the same failure every period is not.
-                    let message = e.to_string();
-                    if last_error.as_deref() != Some(message.as_str()) {
-                        tracing::warn!(error = %message, "manifest URL unavailable; keeping its pods");
+                    if failure.failed(e.to_string()) {
+                        tracing::warn!(error = %e, "manifest URL unavailable; keeping its pods");
                     } else {
-                        tracing::debug!(error = %message, "manifest URL still unavailable");
+                        tracing::debug!(error = %e, "manifest URL still unavailable");
                     }
-                    last_error = Some(message);
                     e.result()
                 }
             };
