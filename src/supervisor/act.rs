@@ -179,12 +179,11 @@ mod tests {
     use super::*;
     use crate::{
         cri::{
-            Cri, Observer,
+            Cri,
             fake::{FakeCri, rpc_error},
         },
         manifest::{Origin, StaticPod, parse_manifest},
-        ops::metrics::Metrics,
-        supervisor::{Context, Views, events::Events},
+        supervisor::Context,
     };
 
     const IMAGE: &str = "localhost/app:1";
@@ -198,16 +197,7 @@ mod tests {
 
     fn worker(fake: Arc<FakeCri>, pod: StaticPod) -> (Worker, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context {
-            runtime: fake,
-            observer: Observer::new(),
-            node: "n".into(),
-            pod_logs_dir: dir.path().join("logs"),
-            root_dir: dir.path().join("root"),
-            views: Views::default(),
-            metrics: Arc::new(Metrics::new()),
-            events: Events::default(),
-        };
+        let ctx = Context::for_tests(fake, dir.path());
         (Worker::new(Arc::new(ctx), pod, String::new()), dir)
     }
 

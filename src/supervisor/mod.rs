@@ -42,6 +42,24 @@ pub struct Context {
     pub events: events::Events,
 }
 
+#[cfg(test)]
+impl Context {
+    /// A context for unit tests: `runtime` (usually `cri::fake::FakeCri`), node `n`, directories
+    /// under `dir`, no API server.
+    pub fn for_tests(runtime: SharedCri, dir: &std::path::Path) -> Self {
+        Self {
+            runtime,
+            observer: Observer::new(),
+            node: "n".into(),
+            pod_logs_dir: dir.join("logs"),
+            root_dir: dir.join("root"),
+            views: Views::default(),
+            metrics: Arc::new(Metrics::new()),
+            events: events::Events::default(),
+        }
+    }
+}
+
 /// The latest view of every supervised pod, by UID, for the local status API and the mirror
 /// sync, which subscribes to be told of every change.
 #[derive(Clone)]

@@ -230,13 +230,8 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::{
-        cri::{
-            Observer,
-            fake::{FakeCri, rpc_error},
-        },
+        cri::fake::{FakeCri, rpc_error},
         manifest::{Origin, parse_manifest},
-        ops::metrics::Metrics,
-        supervisor::{Views, events::Events},
     };
 
     #[tokio::test(start_paused = true)]
@@ -248,17 +243,8 @@ mod tests {
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true, containers: [{name: c, image: i:1}]}\n";
         let pod = parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0);
         let dir = tempfile::tempdir().unwrap();
-        let observer = Observer::new();
-        let ctx = Arc::new(Context {
-            runtime: fake.clone(),
-            observer: observer.clone(),
-            node: "n".into(),
-            pod_logs_dir: dir.path().join("logs"),
-            root_dir: dir.path().join("root"),
-            views: Views::default(),
-            metrics: Arc::new(Metrics::new()),
-            events: Events::default(),
-        });
+        let ctx = Arc::new(Context::for_tests(fake.clone(), dir.path()));
+        let observer = ctx.observer.clone();
         let (terminate, shutdown) = (CancellationToken::new(), CancellationToken::new());
         tokio::spawn(observer.run(fake.clone(), "n".into(), Duration::from_secs(1), shutdown.clone()));
         let worker = tokio::spawn(supervise(ctx.clone(), pod.clone(), String::new(), terminate, shutdown.clone()));
