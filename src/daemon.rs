@@ -55,6 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     let desired = source::spawn(&config, &metrics, &tracker, &shutdown);
+    let node_ip = config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip);
     let problems = MirrorProblems::default();
     let mut events = Default::default();
     if let Some(kubeconfig) = &config.kubeconfig {
@@ -67,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let settings = mirror::Settings {
             kubeconfig: kubeconfig.clone(),
             node: config.node_name.clone(),
-            node_ip: config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip),
+            node_ip: node_ip.clone(),
             runtime_version,
         };
         let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
@@ -78,6 +79,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         runtime: runtime.clone(),
         observer: observer.clone(),
         node: config.node_name.clone(),
+        node_ip,
         pod_logs_dir: config.pod_logs_dir.clone(),
         root_dir: config.root_dir.clone(),
         views: views.clone(),

@@ -17,6 +17,7 @@ pub mod logs;
 pub mod manifest;
 pub mod mirror;
 pub mod ops;
+pub mod probe;
 pub mod retry;
 pub mod source;
 pub mod supervisor;

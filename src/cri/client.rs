@@ -5,7 +5,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::Cri;
+use super::{Cri, ExecResult};
 
 /// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
 /// image is missing" read differently in the log.
@@ -21,6 +21,9 @@ impl CriError {
     /// The runtime could not be reached at all (socket missing, daemon restarting).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Rpc { code: tonic::Code::Unavailable | tonic::Code::DeadlineExceeded, .. })
+    }
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Rpc { code: tonic::Code::DeadlineExceeded, .. })
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Rpc { code: tonic::Code::NotFound, .. })
@@ -187,6 +190,23 @@ impl Cri for Runtime {
     }
 
     /// The image's ID if the runtime has it.
+    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecResult, CriError> {
+        let secs = timeout.as_secs().max(1);
+        let req = api::ExecSyncRequest { container_id: id.into(), cmd, timeout: secs as i64 };
+        // The runtime enforces `timeout`; the call itself gets a little more so its answer arrives.
+        let r = call!(
+            self,
+            runtime,
+            exec_sync,
+            "ExecSync",
+            req,
+            Duration::from_secs(secs) + self.timeout.min(Duration::from_secs(10))
+        )?;
+        let mut output = String::from_utf8_lossy(&r.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&r.stderr));
+        Ok(ExecResult { exit_code: r.exit_code, output })
+    }
+
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {
         let req = api::ImageStatusRequest { image: Some(image_spec(image)), verbose: false };
         Ok(call!(self, images, image_status, "ImageStatus", req)?.image.map(|i| i.id))

@@ -10,13 +10,15 @@ use std::{
     time::Duration,
 };
 
-use super::{Cri, CriError, api};
+use super::{Cri, CriError, ExecResult, api};
 
 #[derive(Default)]
 struct State {
     sandboxes: Vec<api::PodSandbox>,
     containers: Vec<api::Container>,
     exit_codes: HashMap<String, i32>,
+    /// What ExecSync answers, by container ID (default: exit 0, no output).
+    exec_results: HashMap<String, ExecResult>,
     images: BTreeSet<String>,
     calls: Vec<(String, tokio::time::Instant)>,
     failures: HashMap<&'static str, VecDeque<CriError>>,
@@ -78,6 +80,11 @@ impl FakeCri {
     pub fn containers(&self) -> Vec<(String, api::ContainerState)> {
         let state = self.state();
         state.containers.iter().map(|c| (c.id.clone(), api::ContainerState::try_from(c.state).unwrap())).collect()
+    }
+
+    /// ExecSync in container `id` answers this from now on.
+    pub fn set_exec_result(&self, id: &str, exit_code: i32, output: &str) {
+        self.state().exec_results.insert(id.into(), ExecResult { exit_code, output: output.into() });
     }
 
     /// The container's process exits with `code`.
@@ -240,6 +247,14 @@ impl Cri for FakeCri {
     async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
         drop(self.call("ContainerStatus", id)?);
         Ok(None)
+    }
+
+    async fn exec_sync(&self, id: &str, _cmd: Vec<String>, _timeout: Duration) -> Result<ExecResult, CriError> {
+        let state = self.call("ExecSync", id)?;
+        if !state.containers.iter().any(|c| c.id == id) {
+            return Err(not_found("ExecSync", id));
+        }
+        Ok(state.exec_results.get(id).cloned().unwrap_or(ExecResult { exit_code: 0, output: String::new() }))
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {

@@ -50,9 +50,20 @@ pub trait Cri: Send + Sync {
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError>;
     /// The host PID of the container's init process (None if the runtime does not say).
     async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError>;
+    /// Runs `cmd` in the container and waits for it (at most `timeout`): (exit code, output).
+    /// Probes and exec hooks use it.
+    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecResult, CriError>;
     /// The image's ID if the runtime has it.
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError>;
     async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError>;
+}
+
+/// What an ExecSync ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    /// stdout then stderr, as the probe message kubelet shows.
+    pub output: String,
 }
 
 /// The runtime as the daemon's tasks share it.

@@ -145,6 +145,9 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
             out.push((format!("ports[{j}].protocol"), format!("{protocol:?} is not one of TCP, UDP, SCTP")));
         }
     }
+    if let Err(problems) = crate::probe::container_probes(container) {
+        out.extend(problems);
+    }
     for (j, env) in container.env.iter().flatten().enumerate() {
         let Some(from) = &env.value_from else { continue };
         let field = format!("env[{j}].valueFrom");

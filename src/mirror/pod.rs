@@ -179,7 +179,7 @@ fn container_status(c: &status::ContainerStatus) -> ContainerStatus {
         image_id: c.image_ref.clone(),
         container_id,
         ready: c.ready,
-        started: Some(c.phase.is_running()),
+        started: Some(c.started),
         restart_count: c.restart_count as i32,
         state: Some(state),
         ..Default::default()

@@ -52,6 +52,13 @@ impl Worker {
                 }
                 Ok(())
             }
+            Action::KillUnhealthy { id, name, probe, grace } => {
+                let message =
+                    format!("Container {name} failed {} probe, will be restarted", probe.word().to_lowercase());
+                tracing::info!(container = %name, probe = probe.word(), grace_seconds = grace.as_secs(), "killing unhealthy container");
+                self.ctx.events.normal(&self.pod, "Killing", message);
+                ignore_not_found(runtime.stop_container(&id, grace).await)
+            }
             Action::InspectExit { id } => {
                 let status = runtime.container_status(&id).await?;
                 let finished = if status.finished_at > 0 {

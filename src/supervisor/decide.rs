@@ -10,6 +10,7 @@ use super::backoff::CrashBackoff;
 use crate::{
     cri::{ContainerState, RuntimePod},
     manifest::StaticPod,
+    probe::{ProbeKind, prober::Failed},
 };
 
 /// How a finished container ended, from ContainerStatus (the listing does not carry it).
@@ -29,6 +30,9 @@ pub enum Action {
     StartContainer { sandbox_id: String, name: String, restart_count: u32 },
     /// A container was created but never started (e.g. staticlet stopped in between).
     StartCreated { id: String },
+    /// A liveness or startup probe failed for good: stop the container (`grace`: the probe's own
+    /// terminationGracePeriodSeconds, else the pod's); the restart path then runs it again.
+    KillUnhealthy { id: String, name: String, probe: ProbeKind, grace: Duration },
     /// Ask the runtime how this exited container ended.
     InspectExit { id: String },
     /// Remove containers and sandboxes that are no longer needed for status or logs.
@@ -43,12 +47,14 @@ pub struct Inputs<'a> {
     pub pod: &'a StaticPod,
     pub runtime: Option<&'a RuntimePod>,
     pub exits: &'a HashMap<String, Exit>,
+    /// Probe failures that call for a kill, by container ID.
+    pub unhealthy: &'a HashMap<String, Failed>,
     pub backoff: &'a CrashBackoff,
     pub now: SystemTime,
 }
 
 pub fn next_action(inputs: &Inputs) -> Action {
-    let Inputs { pod, runtime, exits, backoff, now } = inputs;
+    let Inputs { pod, runtime, exits, unhealthy, backoff, now } = inputs;
     let policy = pod.restart_policy();
     let empty = RuntimePod::default();
     let rt = runtime.unwrap_or(&empty);
@@ -88,6 +94,15 @@ pub fn next_action(inputs: &Inputs) -> Action {
             return Action::StartContainer { sandbox_id: sandbox.id.clone(), name: spec.name.clone(), restart_count };
         };
         match latest.state {
+            ContainerState::Running if unhealthy.contains_key(&latest.id) => {
+                let failed = &unhealthy[&latest.id];
+                return Action::KillUnhealthy {
+                    id: latest.id.clone(),
+                    name: spec.name.clone(),
+                    probe: failed.kind,
+                    grace: failed.grace.unwrap_or_else(|| pod.grace_period()),
+                };
+            }
             ContainerState::Running | ContainerState::Unknown => {}
             ContainerState::Created => return Action::StartCreated { id: latest.id.clone() },
             ContainerState::Exited => {
@@ -216,7 +231,15 @@ mod tests {
     ) -> Action {
         let pod = pod(policy);
         let exits = exits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        next_action(&Inputs { pod: &pod, runtime: rt.as_ref(), exits: &exits, backoff, now: at(now) })
+        let unhealthy = HashMap::new();
+        next_action(&Inputs {
+            pod: &pod,
+            runtime: rt.as_ref(),
+            exits: &exits,
+            unhealthy: &unhealthy,
+            backoff,
+            now: at(now),
+        })
     }
 
     use ContainerState::*;
@@ -324,6 +347,33 @@ mod tests {
             decide("Always", Some(running_pod(Created)), &[], &CrashBackoff::default(), 0),
             Action::StartCreated { id: "b1".into() }
         );
+    }
+
+    #[test]
+    fn a_container_whose_liveness_probe_failed_is_killed_with_the_probes_grace() {
+        let pod = pod("Always");
+        let rt = running_pod(Running);
+        let failed = |grace| Failed { kind: ProbeKind::Liveness, message: "dead".into(), grace };
+        for (grace, expected) in [(Some(Duration::from_secs(2)), 2), (None, 30)] {
+            let unhealthy = HashMap::from([("b1".to_owned(), failed(grace))]);
+            let inputs = Inputs {
+                pod: &pod,
+                runtime: Some(&rt),
+                exits: &HashMap::new(),
+                unhealthy: &unhealthy,
+                backoff: &CrashBackoff::default(),
+                now: at(0),
+            };
+            assert_eq!(
+                next_action(&inputs),
+                Action::KillUnhealthy {
+                    id: "b1".into(),
+                    name: "b".into(),
+                    probe: ProbeKind::Liveness,
+                    grace: Duration::from_secs(expected)
+                }
+            );
+        }
     }
 
     #[test]

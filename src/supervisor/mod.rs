@@ -35,6 +35,8 @@ pub struct Context {
     pub runtime: SharedCri,
     pub observer: Arc<Observer>,
     pub node: String,
+    /// The node's InternalIP: a host-network pod's IP, where its probes go by default.
+    pub node_ip: String,
     pub pod_logs_dir: PathBuf,
     pub root_dir: PathBuf,
     pub views: Views,
@@ -51,6 +53,7 @@ impl Context {
             runtime,
             observer: Observer::new(),
             node: "n".into(),
+            node_ip: "127.0.0.1".into(),
             pod_logs_dir: dir.join("logs"),
             root_dir: dir.join("root"),
             views: Views::default(),

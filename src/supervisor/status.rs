@@ -11,6 +11,7 @@ use super::decide::Exit;
 use crate::{
     cri::{ContainerState, RuntimePod},
     manifest::StaticPod,
+    probe::Health,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,8 @@ pub struct ContainerStatus {
     pub id: String,
     pub phase: ContainerPhase,
     pub ready: bool,
+    /// Running, and its startup probe (if any) has passed.
+    pub started: bool,
     pub restart_count: u32,
     pub image: String,
     /// The runtime's image reference (imageID).
@@ -87,6 +90,8 @@ pub struct Inputs<'a> {
     /// Containers in crash-loop back-off.
     pub backing_off: &'a [String],
     pub waiting: &'a Waiting,
+    /// What the probes say, by container ID (containers with probes only).
+    pub health: &'a HashMap<String, Health>,
     pub terminating: bool,
     pub ip: &'a str,
     pub seen: &'a str,
@@ -124,10 +129,21 @@ pub fn observe(inputs: &Inputs) -> PodState {
         if let (Some(reason), ContainerPhase::Waiting { .. }) = (inputs.waiting.get(&spec.name), &phase) {
             phase = ContainerPhase::waiting(reason);
         }
+        // Probes decide readiness; a container with a readiness or startup probe that has no
+        // result yet is not ready (nor started) until its probe says so.
+        let (started, ready) = match latest.and_then(|c| inputs.health.get(&c.id)) {
+            _ if !phase.is_running() => (false, false),
+            Some(health) => (health.started, health.ready),
+            None => {
+                let started = spec.startup_probe.is_none();
+                (started, started && spec.readiness_probe.is_none())
+            }
+        };
         containers.push(ContainerStatus {
             name: spec.name.clone(),
             id: latest.map(|c| c.id.clone()).unwrap_or_default(),
-            ready: phase.is_running(),
+            ready,
+            started,
             phase,
             restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
             image: spec.image.clone().unwrap_or_default(),
@@ -213,6 +229,7 @@ mod tests {
             name: "c".into(),
             id: String::new(),
             ready: phase.is_running(),
+            started: phase.is_running(),
             phase,
             restart_count: 0,
             image: String::new(),

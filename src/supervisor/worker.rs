@@ -21,6 +21,10 @@ use super::{
 use crate::{
     cri::{ContainerState, RuntimePod, RuntimeSnapshot},
     manifest::StaticPod,
+    probe::{
+        ProbeSpec, Prober, container_probes,
+        prober::{Failed, Running},
+    },
     retry::{Doubling, LogOnce},
 };
 
@@ -55,11 +59,24 @@ pub(super) struct Worker {
     watched: HashSet<String>,
     /// The back-off deadline last reported as a BackOff event, so each wait is reported once.
     announced_backoff: Option<SystemTime>,
+    /// Each container's probes (checked when the manifest was read), by container name.
+    probe_specs: HashMap<String, Vec<ProbeSpec>>,
+    pub(super) prober: Prober,
 }
 
 impl Worker {
     pub(super) fn new(ctx: Arc<Context>, pod: StaticPod, seen: String) -> Self {
+        let probe_specs = pod
+            .spec()
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), container_probes(c).unwrap_or_default()))
+            .filter(|(_, specs)| !specs.is_empty())
+            .collect();
+        let prober = Prober::new(ctx.runtime.clone(), ctx.events.clone(), pod.clone());
         Self {
+            probe_specs,
+            prober,
             ctx,
             pod,
             seen,
@@ -77,6 +94,7 @@ impl Worker {
     async fn run(&mut self, terminate: CancellationToken, shutdown: CancellationToken) {
         let mut snapshots = self.ctx.observer.subscribe();
         let mut snapshot = self.ctx.observer.latest();
+        let mut probes_changed = self.prober.subscribe();
         let mut retry = Doubling::new(RETRY_MIN, RETRY_MAX);
         let mut announced = false;
         loop {
@@ -85,7 +103,17 @@ impl Worker {
             }
             if terminate.is_cancelled() {
                 self.publish(&snapshot, &[], true);
-                stop::stop_pod(&self.ctx, &self.pod, &shutdown).await;
+                // Readiness keeps being probed, and shown, while the pod stops (kubelet stops
+                // probing at once: kubernetes#114994).
+                let ctx = self.ctx.clone();
+                let stopping = stop::stop_pod(&ctx, &self.pod, &shutdown);
+                tokio::pin!(stopping);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopping => break,
+                        _ = probes_changed.changed() => self.publish(&ctx.observer.latest(), &[], true),
+                    }
+                }
                 self.ctx.views.remove(&self.pod.uid);
                 return;
             }
@@ -94,6 +122,7 @@ impl Worker {
             if snapshot.listed && snapshot.error.is_none() {
                 let rt = snapshot.pod(&self.pod.uid);
                 self.watch_exits(rt);
+                self.sync_probes(rt);
                 if !announced {
                     announced = true;
                     match rt {
@@ -102,10 +131,17 @@ impl Worker {
                     }
                 }
                 let now = SystemTime::now();
+                let unhealthy: HashMap<String, Failed> = self
+                    .prober
+                    .healths()
+                    .into_iter()
+                    .filter_map(|(id, health)| health.failed.map(|failed| (id, failed)))
+                    .collect();
                 let action = next_action(&Inputs {
                     pod: &self.pod,
                     runtime: rt,
                     exits: &self.exits,
+                    unhealthy: &unhealthy,
                     backoff: &self.backoff,
                     now,
                 });
@@ -151,6 +187,7 @@ impl Worker {
                 _ = shutdown.cancelled() => {}
                 _ = terminate.cancelled() => {}
                 changed = snapshots.changed() => if changed.is_err() { return },
+                _ = probes_changed.changed() => {}
                 _ = tokio::time::sleep(sleep_for) => {}
             }
             snapshot = snapshots.borrow_and_update().clone();
@@ -205,15 +242,45 @@ impl Worker {
         while self.exit_watches.try_join_next().is_some() {}
     }
 
+    /// Probes the containers of the ready sandbox that run, and stops probing the others.
+    fn sync_probes(&mut self, rt: Option<&RuntimePod>) {
+        if self.probe_specs.is_empty() {
+            return;
+        }
+        let sandbox = rt.and_then(RuntimePod::ready_sandbox);
+        let running: Vec<Running> = rt
+            .into_iter()
+            .flat_map(|rt| &rt.containers)
+            .filter(|c| c.state == ContainerState::Running && sandbox.is_some_and(|s| s.id == c.sandbox_id))
+            .map(|c| Running {
+                id: &c.id,
+                name: &c.name,
+                started_at: SystemTime::UNIX_EPOCH + Duration::from_nanos(c.created_at.max(0) as u64),
+            })
+            .collect();
+        let pod_ip = self.pod_ip(rt);
+        self.prober.sync(&running, &self.probe_specs, &pod_ip);
+    }
+
+    /// The pod's IP: its sandbox's, or the node's on the host network.
+    fn pod_ip(&self, rt: Option<&RuntimePod>) -> String {
+        if self.pod.host_network() {
+            return self.ctx.node_ip.clone();
+        }
+        rt.and_then(|r| r.ready_sandbox()).and_then(|s| self.ips.get(&s.id)).cloned().unwrap_or_default()
+    }
+
     fn publish(&self, snapshot: &RuntimeSnapshot, backing_off: &[String], terminating: bool) {
         let rt = snapshot.pod(&self.pod.uid);
         let ip = rt.and_then(|r| r.ready_sandbox()).and_then(|s| self.ips.get(&s.id)).cloned().unwrap_or_default();
+        let health = self.prober.healths();
         let mut state = status::observe(&status::Inputs {
             pod: &self.pod,
             runtime: rt,
             exits: &self.exits,
             backing_off,
             waiting: &self.waiting,
+            health: &health,
             terminating,
             ip: &ip,
             seen: &self.seen,
