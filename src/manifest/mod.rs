@@ -1,8 +1,10 @@
-//! Static pod manifests: parsing bytes into pods, validating them, and giving each its identity.
+//! Static pod manifests: parsing bytes into pods, validating them (with the field contract of
+//! `fields`, docs/POD-FIELDS.md), and giving each its identity.
 //!
 //! Nothing here does I/O: the sources read bytes and hand them over, so every rule is unit-tested.
 
 mod error;
+mod fields;
 mod identity;
 mod parse;
 mod pod;

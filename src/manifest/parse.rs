@@ -38,7 +38,7 @@ pub fn parse_manifest(bytes: &[u8], origin: &Origin, node: &str) -> Result<Vec<S
             let invalid = |errors| ManifestError::Invalid { location: location.clone(), doc, item, errors };
             let pod = decode_pod(&raw).map_err(|e| invalid(vec![e]))?;
             let static_pod = identity::build(&raw, pod, node, origin);
-            validate_pod(&static_pod.pod).map_err(invalid)?;
+            validate_pod(&raw, &static_pod.pod).map_err(invalid)?;
             pods.push(static_pod);
         }
     }
@@ -265,6 +265,116 @@ mod tests {
             let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
             assert!(message.contains(&format!("{field}: references the API object kind {kind}")), "{message}");
         }
+    }
+
+    #[test]
+    fn refused_fields_are_named_with_their_index() {
+        let c = "{name: c, image: i:1}";
+        for (spec, expected) in [
+            (
+                format!(
+                    "containers: [{c}, {{name: d, image: i:1, lifecycle: {{preStop: {{sleep: {{seconds: 1}}}}}}}}]"
+                ),
+                "spec.containers[1].lifecycle.preStop: not supported by staticlet yet",
+            ),
+            (
+                "containers: [{name: c, image: i:1, resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]}]"
+                    .into(),
+                "spec.containers[0].resizePolicy: in-place resize is not supported by staticlet",
+            ),
+            (format!("os: {{name: windows}}, containers: [{c}]"), "spec.os.name: \"windows\" is not this node's"),
+            (format!("hostUsers: false, containers: [{c}]"), "spec.hostUsers: user namespaces are not supported"),
+            (
+                format!("dnsPolicy: None, containers: [{c}]"),
+                "spec.dnsPolicy: \"None\" is not supported by staticlet yet",
+            ),
+            (format!("hostNetwrok: true, containers: [{c}]"), "spec.hostNetwrok: unknown field"),
+        ] {
+            let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
+            assert!(message.contains(expected), "{spec}\n  gave: {message}\n  want: {expected}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_a_specific_check_explains_is_reported_once() {
+        let message = error(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {serviceAccountName: x, containers: [{name: c, \
+             image: i:1, envFrom: [{secretRef: {name: s}}]}], volumes: [{name: s, secret: {secretName: x}}]}\n",
+        );
+        assert_eq!(message.matches("references the API object kind").count(), 3, "{message}");
+        assert!(message.contains("spec.volumes[0]: references the API object kind Secret"), "{message}");
+    }
+
+    #[test]
+    fn scheduling_fields_are_accepted_and_kept() {
+        let pod = parse(&format!(
+            "{POD}  nodeSelector: {{kubernetes.io/os: linux}}\n  tolerations: [{{key: k, operator: Exists}}]\n  \
+             affinity: {{nodeAffinity: {{requiredDuringSchedulingIgnoredDuringExecution: {{nodeSelectorTerms: \
+             [{{matchExpressions: [{{key: k, operator: In, values: [v]}}]}}]}}}}}}\n"
+        ))
+        .unwrap()
+        .remove(0);
+        assert_eq!(pod.spec().node_selector.as_ref().unwrap()["kubernetes.io/os"], "linux");
+        assert!(pod.spec().affinity.is_some());
+        assert_eq!(pod.spec().tolerations.as_ref().unwrap()[0].key.as_deref(), Some("k"));
+    }
+
+    /// What `kubeadm init` v1.35 writes for kube-apiserver, trimmed to one of each kind of field.
+    const KUBEADM_APISERVER: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.0.1:6443
+  creationTimestamp: null
+  labels: {component: kube-apiserver, tier: control-plane}
+  name: kube-apiserver
+  namespace: kube-system
+spec:
+  containers:
+  - command: [kube-apiserver, --advertise-address=10.0.0.1]
+    image: registry.k8s.io/kube-apiserver:v1.35.8
+    imagePullPolicy: IfNotPresent
+    livenessProbe:
+      failureThreshold: 8
+      httpGet: {host: 10.0.0.1, path: /livez, port: probe-port, scheme: HTTPS}
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 15
+    name: kube-apiserver
+    ports: [{containerPort: 6443, name: probe-port, protocol: TCP}]
+    readinessProbe:
+      failureThreshold: 3
+      httpGet: {host: 10.0.0.1, path: /readyz, port: probe-port, scheme: HTTPS}
+      periodSeconds: 1
+      timeoutSeconds: 15
+    resources: {requests: {cpu: 250m}}
+    startupProbe:
+      failureThreshold: 24
+      httpGet: {host: 10.0.0.1, path: /livez, port: probe-port, scheme: HTTPS}
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 15
+    volumeMounts:
+    - {mountPath: /etc/ssl/certs, name: ca-certs, readOnly: true}
+    - {mountPath: /etc/kubernetes/pki, name: k8s-certs, readOnly: true}
+  hostNetwork: true
+  priority: 2000001000
+  priorityClassName: system-node-critical
+  securityContext:
+    seccompProfile: {type: RuntimeDefault}
+  volumes:
+  - hostPath: {path: /etc/ssl/certs, type: DirectoryOrCreate}
+    name: ca-certs
+  - hostPath: {path: /etc/kubernetes/pki, type: FileOrCreate}
+    name: k8s-certs
+status: {}
+"#;
+
+    #[test]
+    fn a_kubeadm_control_plane_manifest_parses() {
+        let pod = parse(KUBEADM_APISERVER).unwrap().remove(0);
+        assert_eq!(pod.full_name(), "kube-system/kube-apiserver-node-1");
+        assert_eq!(pod.spec().priority, Some(2000001000));
     }
 
     #[test]

@@ -1,18 +1,38 @@
 //! The checks a pod must pass before it runs: a subset of the API server's pod validation, plus
 //! kubelet's rule that a static pod may not reference API objects (KUBELET.md section 2), since
-//! there may be no API server to resolve them and its mirror would be refused.
+//! there may be no API server to resolve them and its mirror would be refused; then the field
+//! contract (`fields`), so that no field is silently ignored.
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use serde_json::Value;
 
-use super::FieldError;
+use super::{FieldError, fields};
 
 /// Downward-API fields a static pod can be given without an API server.
 pub const SUPPORTED_FIELD_REFS: &[&str] =
     &["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "status.podIP", "status.hostIP"];
 
-pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
+/// `document` is the pod as written, `pod` the same decoded and defaulted.
+pub fn validate_pod(document: &Value, pod: &Pod) -> Result<(), Vec<FieldError>> {
+    let mut errors = pod_problems(pod);
+    let refused = fields::refusals(document);
+    // The checks above say more (which API object, which value); the field contract only adds
+    // what they do not already report, at the same place or around it.
+    let new: Vec<FieldError> =
+        refused.into_iter().filter(|r| !errors.iter().any(|e| same_place(&e.field, &r.field))).collect();
+    errors.extend(new);
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// Whether one path is the other or lies under it (`spec.volumes[0]`, `spec.volumes[0].secret`).
+fn same_place(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.strip_prefix(short).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut err = |field: String, message: String| errors.push(FieldError::new(field, message));
 
@@ -31,7 +51,7 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
     }
     let Some(spec) = &pod.spec else {
         err("spec".into(), "required".into());
-        return Err(errors);
+        return errors;
     };
 
     let api_reference = |what: &str| format!("references the API object kind {what}, which a static pod cannot use");
@@ -56,6 +76,15 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
         && !["Always", "OnFailure", "Never"].contains(&policy)
     {
         err("spec.restartPolicy".into(), format!("{policy:?} is not one of Always, OnFailure, Never"));
+    }
+    if let Some(problem) = spec.dns_policy.as_deref().and_then(dns_policy_problem) {
+        err("spec.dnsPolicy".into(), problem);
+    }
+    // kubelet's admission refuses a pod for another OS (it would not run here anyway).
+    if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
+        && os != "linux"
+    {
+        err("spec.os.name".into(), format!("{os:?} is not this node's operating system, linux"));
     }
 
     let mut volume_names = HashSet::new();
@@ -85,7 +114,17 @@ pub fn validate_pod(pod: &Pod) -> Result<(), Vec<FieldError>> {
             err(format!("{field}.{f}"), m);
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    errors
+}
+
+/// With no cluster DNS, ClusterFirst (and ClusterFirstWithHostNet) fall back to Default, the
+/// node's resolv.conf, as kubelet's do without clusterDNS; None needs dnsConfig, not supported.
+fn dns_policy_problem(policy: &str) -> Option<String> {
+    match policy {
+        "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" => None,
+        "None" => Some("\"None\" is not supported by staticlet yet (it needs dnsConfig)".into()),
+        _ => Some(format!("{policy:?} is not one of ClusterFirst, ClusterFirstWithHostNet, Default, None")),
+    }
 }
 
 /// hostPath and emptyDir are what a node can provide on its own; the rest need an API server or a
