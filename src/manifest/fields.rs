@@ -63,6 +63,11 @@ const WINDOWS: &str = "Windows only; staticlet runs Linux containers";
 const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath or emptyDir)";
 const NO_ATTACH: &str = "not supported by staticlet yet (nothing attaches to a static pod's containers)";
 const NO_TERMINATION_MESSAGE: &str = "not supported by staticlet yet (the termination message is not read)";
+const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main containers; every field under spec.initContainers[] is classified as under spec.containers[], except restartPolicy, and probes and lifecycle are only for sidecars";
+/// Init containers are Containers: their fields are classified as the main containers' are,
+/// except where the table names a `spec.initContainers[]` field of its own.
+const CONTAINERS: &str = "spec.containers[]";
+const INIT: &str = "spec.initContainers[]";
 const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj";
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
 const FIELD_REFS: &str =
@@ -358,7 +363,8 @@ pub const FIELDS: &[Field] = &[
     field("spec.hostname", Honoured("not with hostNetwork, which keeps the node's hostname, as kubelet")),
     field("spec.hostnameOverride", Refused(NOT_YET)),
     field("spec.imagePullSecrets", Refused(api_object!("Secret"))),
-    field("spec.initContainers", Refused(NOT_YET)),
+    field("spec.initContainers", Honoured(INIT_CONTAINERS)),
+    field("spec.initContainers[].restartPolicy", Honoured("Always (the only value) makes it a native sidecar: started in order, kept running and restarted, stopped after the main containers")),
     field("spec.nodeName", Accepted("replaced by this node's name, as kubelet does")),
     field("spec.nodeSelector", Accepted(SCHEDULING)),
     field("spec.os", Honoured(NONE)),
@@ -473,11 +479,23 @@ impl Index {
     fn of(fields: &'static [Field]) -> Self {
         let mut index = Self { classes: HashMap::new(), children: HashMap::new() };
         for field in fields {
-            index.classes.insert(field.path, field.class);
-            let (parent, name) = split(field.path);
-            index.children.entry(parent).or_default().push(name);
+            index.add(field.path, field.class);
+        }
+        for field in fields {
+            if let Some(rest) = field.path.strip_prefix(CONTAINERS) {
+                let alias: &'static str = format!("{INIT}{rest}").leak();
+                if !index.classes.contains_key(alias) {
+                    index.add(alias, field.class);
+                }
+            }
         }
         index
+    }
+
+    fn add(&mut self, path: &'static str, class: Class) {
+        self.classes.insert(path, class);
+        let (parent, name) = split(path);
+        self.children.entry(parent).or_default().push(name);
     }
 }
 
@@ -743,10 +761,12 @@ mod tests {
     fn a_refused_field_counts_as_set_even_at_its_default_or_empty() {
         let mut quiet = container();
         quiet["stdin"] = json!(false);
-        let document = pod(json!({"hostUsers": true, "initContainers": [], "containers": [quiet]}));
+        let mut init = container();
+        init["tty"] = json!(false);
+        let document = pod(json!({"hostUsers": true, "initContainers": [init], "containers": [quiet]}));
         let found = errors(&document);
         assert_eq!(found.len(), 3, "{found:?}");
-        for field in ["spec.hostUsers: ", "spec.initContainers: ", "spec.containers[0].stdin: "] {
+        for field in ["spec.hostUsers: ", "spec.initContainers[0].tty: ", "spec.containers[0].stdin: "] {
             assert!(found.iter().any(|e| e.starts_with(field)), "{field} in {found:?}");
         }
     }

@@ -16,4 +16,4 @@ pub use identity::{
     derive_uid,
 };
 pub use parse::{MAX_MANIFEST_BYTES, parse_manifest};
-pub use pod::{RestartPolicy, StaticPod};
+pub use pod::{RestartPolicy, StaticPod, is_sidecar};

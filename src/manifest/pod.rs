@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::identity::Origin;
 
@@ -43,6 +43,14 @@ impl StaticPod {
             _ => RestartPolicy::Always,
         }
     }
+    /// Init containers, sidecars (restartPolicy Always) among them, in order.
+    pub fn init_containers(&self) -> &[Container] {
+        self.spec().init_containers.as_deref().unwrap_or_default()
+    }
+    /// A container of either list, by name.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.init_containers().iter().chain(&self.spec().containers).find(|c| c.name == name)
+    }
     pub fn host_network(&self) -> bool {
         self.spec().host_network.unwrap_or(false)
     }
@@ -70,4 +78,10 @@ impl RestartPolicy {
             Self::Never => false,
         }
     }
+}
+
+/// A native sidecar: an init container with `restartPolicy: Always`, started in order with the
+/// init containers and then kept running beside the main containers.
+pub fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
 }

@@ -69,9 +69,6 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     if spec.ephemeral_containers.as_ref().is_some_and(|s| !s.is_empty()) {
         err("spec.ephemeralContainers".into(), "forbidden in a static pod".into());
     }
-    if spec.init_containers.as_ref().is_some_and(|s| !s.is_empty()) {
-        err("spec.initContainers".into(), "not supported by staticlet yet".into());
-    }
     if let Some(policy) = spec.restart_policy.as_deref()
         && !["Always", "OnFailure", "Never"].contains(&policy)
     {
@@ -104,13 +101,18 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     if spec.containers.is_empty() {
         err("spec.containers".into(), "at least one container is required".into());
     }
+    // Init and main containers share one namespace of names, as in the API server's validation.
     let mut container_names = HashSet::new();
-    for (i, container) in spec.containers.iter().enumerate() {
-        let field = format!("spec.containers[{i}]");
+    let init =
+        spec.init_containers.iter().flatten().enumerate().map(|(i, c)| (format!("spec.initContainers[{i}]"), c, true));
+    let main = spec.containers.iter().enumerate().map(|(i, c)| (format!("spec.containers[{i}]"), c, false));
+    for (field, container, is_init) in init.chain(main) {
         if !container_names.insert(container.name.as_str()) {
             err(format!("{field}.name"), format!("duplicate container name {:?}", container.name));
         }
-        for (f, m) in container_problems(container, &volume_names) {
+        let problems = container_problems(container, &volume_names);
+        let init_problems = if is_init { init_container_problems(container) } else { vec![] };
+        for (f, m) in problems.into_iter().chain(init_problems) {
             err(format!("{field}.{f}"), m);
         }
     }
@@ -225,6 +227,31 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
                 format!("volumeMounts[{j}].mountPath"),
                 format!("{:?} must be an absolute path", mount.mount_path),
             ));
+        }
+    }
+    out
+}
+
+/// What only a sidecar may have: a regular init container runs to completion, so probes and
+/// lifecycle hooks mean nothing for it (the API server refuses them too).
+fn init_container_problems(container: &Container) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match container.restart_policy.as_deref() {
+        None | Some("Always") => {}
+        Some(other) => out.push(("restartPolicy".into(), format!("{other:?}: only Always is allowed (a sidecar)"))),
+    }
+    if container.restart_policy.as_deref() == Some("Always") {
+        return out;
+    }
+    let only_sidecars = "may not be set on an init container unless restartPolicy is Always (a sidecar)";
+    for (field, set) in [
+        ("livenessProbe", container.liveness_probe.is_some()),
+        ("readinessProbe", container.readiness_probe.is_some()),
+        ("startupProbe", container.startup_probe.is_some()),
+        ("lifecycle", container.lifecycle.is_some()),
+    ] {
+        if set {
+            out.push((field.into(), only_sidecars.into()));
         }
     }
     out

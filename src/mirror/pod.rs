@@ -86,7 +86,12 @@ pub fn verdict(wanted: &Pod, existing: Option<&Pod>) -> Verdict {
 pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: Timestamp) -> PodStatus {
     let policy = pod.restart_policy();
     let containers = state.map(|v| v.containers.as_slice()).unwrap_or_default();
-    let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
+    let sidecars = state.into_iter().flat_map(|v| &v.init_containers).filter(|c| c.sidecar);
+    let initialized = state.is_some_and(|v| v.initialized) || pod.init_containers().is_empty();
+    let all_ready = initialized
+        && !containers.is_empty()
+        && containers.iter().all(|c| c.ready)
+        && sidecars.clone().all(|c| c.ready);
     let exit_codes: Vec<i32> = containers.iter().filter_map(|c| c.phase.exit_code()).collect();
     let finished = !containers.is_empty()
         && exit_codes.len() == containers.len()
@@ -110,11 +115,26 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
     let not_ready = if finished { "PodCompleted" } else { "ContainersNotReady" };
     let conditions = vec![
         condition("PodReadyToStartContainers", sandbox, None),
-        condition("Initialized", true, None),
+        condition("Initialized", initialized, Some("ContainersNotInitialized")),
         condition("Ready", all_ready && !finished, Some(not_ready)),
         condition("ContainersReady", all_ready && !finished, Some(not_ready)),
         condition("PodScheduled", true, None),
     ];
+    let init_reported = state.map(|v| v.init_containers.as_slice()).unwrap_or_default();
+    let init_container_statuses: Vec<ContainerStatus> = pod
+        .init_containers()
+        .iter()
+        .map(|spec| match init_reported.iter().find(|c| c.name == spec.name) {
+            Some(c) => container_status(c),
+            None => ContainerStatus {
+                name: spec.name.clone(),
+                image: spec.image.clone().unwrap_or_default(),
+                started: Some(false),
+                state: Some(waiting("PodInitializing")),
+                ..Default::default()
+            },
+        })
+        .collect();
     let container_statuses = pod
         .spec()
         .containers
@@ -136,6 +156,7 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(container_statuses),
+        init_container_statuses: (!init_container_statuses.is_empty()).then_some(init_container_statuses),
         host_ip: Some(host_ip.into()),
         host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP { ip: host_ip.into() }]),
         pod_ip: pod_ip.clone(),
@@ -223,7 +244,8 @@ pub fn status_differs(current: Option<&PodStatus>, wanted: &PodStatus) -> bool {
             c.sort_by(|a, b| a.type_.cmp(&b.type_))
         }
         second(&mut s.start_time);
-        for c in s.container_statuses.iter_mut().flatten() {
+        let statuses = s.container_statuses.iter_mut().flatten();
+        for c in statuses.chain(s.init_container_statuses.iter_mut().flatten()) {
             // The API server turns an absent lastState into an empty one.
             if c.last_state
                 .as_ref()

@@ -82,6 +82,7 @@ mod tests {
             ip: String::new(),
             started: started.map(Into::into),
             terminating: false,
+            init_containers: vec![],
             containers: vec![],
             manifest_error: None,
             last_error: None,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::status::{ContainerPhase, PodState};
+use crate::supervisor::status::{ContainerPhase, ContainerStatus, PodState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodView {
@@ -21,6 +21,9 @@ pub struct PodView {
     /// When the current sandbox was created (RFC 3339), the pod's startTime.
     pub started: Option<String>,
     pub terminating: bool,
+    /// Init containers and sidecars, in order.
+    #[serde(default)]
+    pub init_containers: Vec<ContainerView>,
     pub containers: Vec<ContainerView>,
     /// Set while the manifest is broken and this is the last good version.
     pub manifest_error: Option<String>,
@@ -51,32 +54,7 @@ pub struct ContainerView {
 
 impl PodView {
     pub fn of(state: &PodState) -> Self {
-        let containers = state
-            .containers
-            .iter()
-            .map(|c| {
-                let (kind, finished_at) = match &c.phase {
-                    ContainerPhase::Waiting { .. } => ("Waiting", None),
-                    ContainerPhase::Running => ("Running", None),
-                    ContainerPhase::Terminated { finished_at, .. } => {
-                        ("Terminated", finished_at.map(|t| t.to_string()))
-                    }
-                };
-                ContainerView {
-                    name: c.name.clone(),
-                    id: c.id.clone(),
-                    state: kind.into(),
-                    reason: c.phase.reason().into(),
-                    ready: c.ready,
-                    restart_count: c.restart_count,
-                    exit_code: c.phase.exit_code(),
-                    image: c.image.clone(),
-                    image_ref: c.image_ref.clone(),
-                    started_at: c.started_at.map(|t| t.to_string()),
-                    finished_at,
-                }
-            })
-            .collect();
+        let views = |containers: &[ContainerStatus]| containers.iter().map(ContainerView::of).collect();
         Self {
             namespace: state.namespace.clone(),
             name: state.name.clone(),
@@ -89,10 +67,34 @@ impl PodView {
             ip: state.ip.clone(),
             started: state.started.map(|t| t.to_string()),
             terminating: state.terminating,
-            containers,
+            init_containers: views(&state.init_containers),
+            containers: views(&state.containers),
             manifest_error: None,
             last_error: state.last_error.clone(),
             mirror_error: None,
+        }
+    }
+}
+
+impl ContainerView {
+    fn of(c: &ContainerStatus) -> Self {
+        let (kind, finished_at) = match &c.phase {
+            ContainerPhase::Waiting { .. } => ("Waiting", None),
+            ContainerPhase::Running => ("Running", None),
+            ContainerPhase::Terminated { finished_at, .. } => ("Terminated", finished_at.map(|t| t.to_string())),
+        };
+        Self {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            state: kind.into(),
+            reason: c.phase.reason().into(),
+            ready: c.ready,
+            restart_count: c.restart_count,
+            exit_code: c.phase.exit_code(),
+            image: c.image.clone(),
+            image_ref: c.image_ref.clone(),
+            started_at: c.started_at.map(|t| t.to_string()),
+            finished_at,
         }
     }
 }

@@ -87,8 +87,7 @@ impl Worker {
 
     async fn start_container(&mut self, sandbox_id: &str, name: &str, restart_count: u32) -> Result<(), CriError> {
         let runtime = self.ctx.runtime.clone();
-        let container =
-            self.pod.spec().containers.iter().find(|c| c.name == name).expect("decide names spec containers").clone();
+        let container = self.pod.container(name).expect("decide names the pod's containers").clone();
         let image = container.image.clone().unwrap_or_default();
         let sandbox_config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0);
 

@@ -7,10 +7,12 @@ use std::{
 };
 
 use super::backoff::CrashBackoff;
+use k8s_openapi::api::core::v1::Container;
+
 use crate::{
     cri::{ContainerState, RuntimePod},
-    manifest::StaticPod,
-    probe::{ProbeKind, prober::Failed},
+    manifest::{RestartPolicy, StaticPod, is_sidecar},
+    probe::{Health, ProbeKind},
 };
 
 /// How a finished container ended, from ContainerStatus (the listing does not carry it).
@@ -47,14 +49,14 @@ pub struct Inputs<'a> {
     pub pod: &'a StaticPod,
     pub runtime: Option<&'a RuntimePod>,
     pub exits: &'a HashMap<String, Exit>,
-    /// Probe failures that call for a kill, by container ID.
-    pub unhealthy: &'a HashMap<String, Failed>,
+    /// What the probes say, by container ID (containers with probes only).
+    pub health: &'a HashMap<String, Health>,
     pub backoff: &'a CrashBackoff,
     pub now: SystemTime,
 }
 
 pub fn next_action(inputs: &Inputs) -> Action {
-    let Inputs { pod, runtime, exits, unhealthy, backoff, now } = inputs;
+    let Inputs { pod, runtime, exits, health, backoff, now } = inputs;
     let policy = pod.restart_policy();
     let empty = RuntimePod::default();
     let rt = runtime.unwrap_or(&empty);
@@ -84,54 +86,113 @@ pub fn next_action(inputs: &Inputs) -> Action {
         return Action::CreateSandbox { attempt, stop: rt.sandboxes.iter().map(|s| s.id.clone()).collect() };
     };
 
+    let here = Here { rt, sandbox: &sandbox.id, exits, health, backoff, now: *now, grace: pod.grace_period() };
+
+    // Init containers, one at a time and in order: a regular one must finish with exit 0 before
+    // the next starts; a sidecar (restartPolicy Always) must have started (its startup probe
+    // passed) and then keeps running beside the rest.
+    let init_policy = if policy == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure };
+    for spec in pod.init_containers() {
+        let sidecar = is_sidecar(spec);
+        match here.step(spec, if sidecar { RestartPolicy::Always } else { init_policy }) {
+            Step::Act(action) => return action,
+            Step::Wait(until) => return Action::Wait { until, containers: vec![spec.name.clone()] },
+            Step::Running(id) if sidecar && here.started(spec, id) => {}
+            // A regular init container still running, or a sidecar still starting.
+            Step::Running(_) => return Action::Idle,
+            Step::Done(0) => {}
+            // Failed for good (restartPolicy Never): the pod has failed; nothing more starts.
+            Step::Done(_) => return Action::Idle,
+        }
+    }
+
+    // Initialized: the sidecars and the main containers, each per its restart policy.
+    let sidecars = pod.init_containers().iter().filter(|c| is_sidecar(c)).map(|c| (c, RestartPolicy::Always));
+    let main = pod.spec().containers.iter().map(|c| (c, policy));
     let mut wait: Option<SystemTime> = None;
     let mut backing_off = Vec::new();
-    for spec in &pod.spec().containers {
-        let previous = rt.containers.iter().rev().find(|c| c.name == spec.name);
-        let Some(latest) = rt.latest_container(&sandbox.id, &spec.name) else {
-            // Restart counts carry over from earlier sandboxes, as kubelet's do.
-            let restart_count = previous.map(|c| c.restart_count + 1).unwrap_or(0);
-            return Action::StartContainer { sandbox_id: sandbox.id.clone(), name: spec.name.clone(), restart_count };
-        };
-        match latest.state {
-            ContainerState::Running if unhealthy.contains_key(&latest.id) => {
-                let failed = &unhealthy[&latest.id];
-                return Action::KillUnhealthy {
-                    id: latest.id.clone(),
-                    name: spec.name.clone(),
-                    probe: failed.kind,
-                    grace: failed.grace.unwrap_or_else(|| pod.grace_period()),
-                };
+    for (spec, policy) in sidecars.chain(main) {
+        match here.step(spec, policy) {
+            Step::Act(action) => return action,
+            Step::Wait(until) => {
+                wait = Some(wait.map_or(until, |w| w.min(until)));
+                backing_off.push(spec.name.clone());
             }
-            ContainerState::Running | ContainerState::Unknown => {}
-            ContainerState::Created => return Action::StartCreated { id: latest.id.clone() },
-            ContainerState::Exited => {
-                let Some(exit) = exits.get(&latest.id) else {
-                    return Action::InspectExit { id: latest.id.clone() };
-                };
-                if !policy.restarts_after(exit.code) {
-                    continue;
-                }
-                match backoff.wait_until(&spec.name, exit.finished, *now) {
-                    Some(until) => {
-                        wait = Some(wait.map_or(until, |w| w.min(until)));
-                        backing_off.push(spec.name.clone());
-                    }
-                    None => {
-                        return Action::StartContainer {
-                            sandbox_id: sandbox.id.clone(),
-                            name: spec.name.clone(),
-                            restart_count: latest.restart_count + 1,
-                        };
-                    }
-                }
-            }
+            Step::Running(_) | Step::Done(_) => {}
         }
     }
     if let Some(until) = wait {
         return Action::Wait { until, containers: backing_off };
     }
     cleanup(rt, &sandbox.id).unwrap_or(Action::Idle)
+}
+
+/// Where one container stands in the ready sandbox.
+enum Step<'a> {
+    /// Something to do now.
+    Act(Action),
+    /// Exited, to be restarted once its back-off ends.
+    Wait(SystemTime),
+    /// Running (the container's ID).
+    Running(&'a str),
+    /// Exited for good with this code: its restart policy does not restart it.
+    Done(i32),
+}
+
+/// What one container's next step is judged against: the ready sandbox and what is known.
+struct Here<'a> {
+    rt: &'a RuntimePod,
+    sandbox: &'a str,
+    exits: &'a HashMap<String, Exit>,
+    health: &'a HashMap<String, Health>,
+    backoff: &'a CrashBackoff,
+    now: SystemTime,
+    grace: Duration,
+}
+
+impl<'a> Here<'a> {
+    fn step(&self, spec: &Container, policy: RestartPolicy) -> Step<'a> {
+        let Some(latest) = self.rt.latest_container(self.sandbox, &spec.name) else {
+            // Restart counts carry over from earlier sandboxes, as kubelet's do.
+            let previous = self.rt.containers.iter().rev().find(|c| c.name == spec.name);
+            let restart_count = previous.map(|c| c.restart_count + 1).unwrap_or(0);
+            return Step::Act(self.start(spec, restart_count));
+        };
+        match latest.state {
+            ContainerState::Running => match self.health.get(&latest.id).and_then(|h| h.failed.as_ref()) {
+                Some(failed) => Step::Act(Action::KillUnhealthy {
+                    id: latest.id.clone(),
+                    name: spec.name.clone(),
+                    probe: failed.kind,
+                    grace: failed.grace.unwrap_or(self.grace),
+                }),
+                None => Step::Running(&latest.id),
+            },
+            ContainerState::Unknown => Step::Running(&latest.id),
+            ContainerState::Created => Step::Act(Action::StartCreated { id: latest.id.clone() }),
+            ContainerState::Exited => {
+                let Some(exit) = self.exits.get(&latest.id) else {
+                    return Step::Act(Action::InspectExit { id: latest.id.clone() });
+                };
+                if !policy.restarts_after(exit.code) {
+                    return Step::Done(exit.code);
+                }
+                match self.backoff.wait_until(&spec.name, exit.finished, self.now) {
+                    Some(until) => Step::Wait(until),
+                    None => Step::Act(self.start(spec, latest.restart_count + 1)),
+                }
+            }
+        }
+    }
+
+    fn start(&self, spec: &Container, restart_count: u32) -> Action {
+        Action::StartContainer { sandbox_id: self.sandbox.to_owned(), name: spec.name.clone(), restart_count }
+    }
+
+    /// Whether a running container has started: its startup probe passed, or it has none.
+    fn started(&self, spec: &Container, id: &str) -> bool {
+        self.health.get(id).map_or(spec.startup_probe.is_none(), |h| h.started)
+    }
 }
 
 /// kubelet keeps the newest dead container of each name (for `logs --previous`) and nothing older;
@@ -229,17 +290,108 @@ mod tests {
         backoff: &CrashBackoff,
         now: u64,
     ) -> Action {
-        let pod = pod(policy);
+        decide_for(&pod(policy), rt, exits, &HashMap::new(), backoff, now)
+    }
+
+    fn decide_for(
+        pod: &StaticPod,
+        rt: Option<RuntimePod>,
+        exits: &[(&str, Exit)],
+        health: &HashMap<String, Health>,
+        backoff: &CrashBackoff,
+        now: u64,
+    ) -> Action {
         let exits = exits.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let unhealthy = HashMap::new();
-        next_action(&Inputs {
-            pod: &pod,
-            runtime: rt.as_ref(),
-            exits: &exits,
-            unhealthy: &unhealthy,
-            backoff,
-            now: at(now),
-        })
+        next_action(&Inputs { pod, runtime: rt.as_ref(), exits: &exits, health, backoff, now: at(now) })
+    }
+
+    /// A pod with a sidecar `s` (startup probe), init containers `i1`, `i2` and main container `a`.
+    fn pod_with_init(policy: &str, sidecar: bool) -> StaticPod {
+        let sidecar = if sidecar {
+            "  - {name: s, image: i:1, restartPolicy: Always, startupProbe: {exec: {command: [ok]}}}\n"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  restartPolicy: {policy}\n  initContainers:\n{sidecar}  - {{name: i1, image: i:1}}\n  - {{name: i2, image: i:1}}\n  containers:\n  - {{name: a, image: i:1}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    fn in_sandbox(containers: Vec<ContainerInfo>) -> Option<RuntimePod> {
+        Some(RuntimePod { sandboxes: vec![sandbox("s1", true, 0)], containers, ..Default::default() })
+    }
+
+    fn start(name: &str, restart_count: u32) -> Action {
+        Action::StartContainer { sandbox_id: "s1".into(), name: name.into(), restart_count }
+    }
+
+    #[test]
+    fn init_containers_run_one_at_a_time_each_to_exit_zero_before_the_main_containers() {
+        let pod = pod_with_init("Always", false);
+        let none = HashMap::new();
+        let b = CrashBackoff::default();
+        let i1 = |state| container("i1-1", "s1", "i1", state, 0);
+        let i2 = |state| container("i2-1", "s1", "i2", state, 0);
+        // (runtime containers, exits, expected)
+        for (containers, exits, expected) in [
+            (vec![], vec![], start("i1", 0)),
+            (vec![i1(Running)], vec![], Action::Idle),
+            (vec![i1(Exited)], vec![], Action::InspectExit { id: "i1-1".into() }),
+            (vec![i1(Exited)], vec![("i1-1", exit(0, 5))], start("i2", 0)),
+            (vec![i1(Exited), i2(Running)], vec![("i1-1", exit(0, 5))], Action::Idle),
+            (vec![i1(Exited), i2(Exited)], vec![("i1-1", exit(0, 5)), ("i2-1", exit(0, 6))], start("a", 0)),
+            // A failing init container is restarted (pod restartPolicy Always), not the next one started.
+            (vec![i1(Exited)], vec![("i1-1", exit(1, 5))], start("i1", 1)),
+        ] {
+            let what = format!("{containers:?} {exits:?}");
+            assert_eq!(decide_for(&pod, in_sandbox(containers), &exits, &none, &b, 7), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_failing_init_container_backs_off_and_under_never_fails_the_pod() {
+        let failed = vec![container("i1-1", "s1", "i1", Exited, 0)];
+        let exits = [("i1-1", exit(1, 5))];
+        let mut backoff = CrashBackoff::default();
+        backoff.record_restart("i1", at(0));
+        let always = pod_with_init("Always", false);
+        assert_eq!(
+            decide_for(&always, in_sandbox(failed.clone()), &exits, &HashMap::new(), &backoff, 6),
+            Action::Wait { until: at(15), containers: vec!["i1".into()] }
+        );
+        let never = pod_with_init("Never", false);
+        assert_eq!(
+            decide_for(&never, in_sandbox(failed), &exits, &HashMap::new(), &CrashBackoff::default(), 6),
+            Action::Idle,
+            "nothing more starts: the pod has failed"
+        );
+    }
+
+    #[test]
+    fn a_sidecar_gates_the_next_init_container_until_started_and_is_kept_running() {
+        let pod = pod_with_init("Never", true);
+        let b = CrashBackoff::default();
+        let s = |state| container("s-1", "s1", "s", state, 0);
+        let health = |started| HashMap::from([("s-1".to_owned(), Health { started, ready: started, failed: None })]);
+        assert_eq!(decide_for(&pod, in_sandbox(vec![]), &[], &HashMap::new(), &b, 0), start("s", 0));
+        assert_eq!(
+            decide_for(&pod, in_sandbox(vec![s(Running)]), &[], &HashMap::new(), &b, 0),
+            Action::Idle,
+            "no startup result yet"
+        );
+        assert_eq!(decide_for(&pod, in_sandbox(vec![s(Running)]), &[], &health(false), &b, 0), Action::Idle);
+        assert_eq!(decide_for(&pod, in_sandbox(vec![s(Running)]), &[], &health(true), &b, 0), start("i1", 0));
+
+        // Initialized and running; the sidecar exits: it is restarted although the pod's policy is Never.
+        let done = vec![
+            s(Exited),
+            container("i1-1", "s1", "i1", Exited, 0),
+            container("i2-1", "s1", "i2", Exited, 0),
+            container("a-1", "s1", "a", Running, 0),
+        ];
+        let exits = [("s-1", exit(1, 5)), ("i1-1", exit(0, 2)), ("i2-1", exit(0, 3))];
+        assert_eq!(decide_for(&pod, in_sandbox(done), &exits, &health(true), &b, 6), start("s", 1));
     }
 
     use ContainerState::*;
@@ -353,14 +505,18 @@ mod tests {
     fn a_container_whose_liveness_probe_failed_is_killed_with_the_probes_grace() {
         let pod = pod("Always");
         let rt = running_pod(Running);
-        let failed = |grace| Failed { kind: ProbeKind::Liveness, message: "dead".into(), grace };
+        let failed = |grace| Health {
+            started: true,
+            ready: true,
+            failed: Some(crate::probe::prober::Failed { kind: ProbeKind::Liveness, message: "dead".into(), grace }),
+        };
         for (grace, expected) in [(Some(Duration::from_secs(2)), 2), (None, 30)] {
-            let unhealthy = HashMap::from([("b1".to_owned(), failed(grace))]);
+            let health = HashMap::from([("b1".to_owned(), failed(grace))]);
             let inputs = Inputs {
                 pod: &pod,
                 runtime: Some(&rt),
                 exits: &HashMap::new(),
-                unhealthy: &unhealthy,
+                health: &health,
                 backoff: &CrashBackoff::default(),
                 now: at(0),
             };

@@ -8,9 +8,11 @@ use std::{collections::HashMap, time::SystemTime};
 use jiff::Timestamp;
 
 use super::decide::Exit;
+use k8s_openapi::api::core::v1::Container;
+
 use crate::{
     cri::{ContainerState, RuntimePod},
-    manifest::StaticPod,
+    manifest::{RestartPolicy, StaticPod, is_sidecar},
     probe::Health,
 };
 
@@ -28,6 +30,10 @@ pub struct PodState {
     /// When the current sandbox was created: the pod's startTime.
     pub started: Option<Timestamp>,
     pub terminating: bool,
+    /// Every init container finished (and every sidecar started), or there are none.
+    pub initialized: bool,
+    /// Init containers and sidecars, in order.
+    pub init_containers: Vec<ContainerStatus>,
     pub containers: Vec<ContainerStatus>,
     /// The last error carrying out an action (image pull, container start, runtime down).
     pub last_error: Option<String>,
@@ -42,6 +48,8 @@ pub struct ContainerStatus {
     pub ready: bool,
     /// Running, and its startup probe (if any) has passed.
     pub started: bool,
+    /// An init container with restartPolicy Always.
+    pub sidecar: bool,
     pub restart_count: u32,
     pub image: String,
     /// The runtime's image reference (imageID).
@@ -100,57 +108,28 @@ pub struct Inputs<'a> {
 pub fn observe(inputs: &Inputs) -> PodState {
     let pod = inputs.pod;
     let policy = pod.restart_policy();
-    let sandbox = inputs.runtime.and_then(RuntimePod::ready_sandbox);
-    let mut containers = Vec::new();
-    for spec in &pod.spec().containers {
-        let latest = inputs.runtime.and_then(|rt| rt.containers.iter().rev().find(|c| c.name == spec.name));
-        let mut phase = ContainerPhase::waiting("ContainerCreating");
-        match latest.map(|c| (c, c.state)) {
-            Some((c, ContainerState::Running)) if sandbox.is_some_and(|s| s.id == c.sandbox_id) => {
-                phase = ContainerPhase::Running;
-            }
-            Some((c, ContainerState::Exited)) => {
-                if let Some(exit) = inputs.exits.get(&c.id) {
-                    phase = if inputs.backing_off.contains(&spec.name) {
-                        ContainerPhase::waiting("CrashLoopBackOff")
-                    } else if policy.restarts_after(exit.code) && sandbox.is_some() {
-                        ContainerPhase::waiting("ContainerCreating")
-                    } else {
-                        ContainerPhase::Terminated {
-                            exit_code: exit.code,
-                            reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
-                            finished_at: Timestamp::try_from(exit.finished).ok(),
-                        }
-                    };
-                }
-            }
-            _ => {}
-        }
-        if let (Some(reason), ContainerPhase::Waiting { .. }) = (inputs.waiting.get(&spec.name), &phase) {
-            phase = ContainerPhase::waiting(reason);
-        }
-        // Probes decide readiness; a container with a readiness or startup probe that has no
-        // result yet is not ready (nor started) until its probe says so.
-        let (started, ready) = match latest.and_then(|c| inputs.health.get(&c.id)) {
-            _ if !phase.is_running() => (false, false),
-            Some(health) => (health.started, health.ready),
-            None => {
-                let started = spec.startup_probe.is_none();
-                (started, started && spec.readiness_probe.is_none())
-            }
-        };
-        containers.push(ContainerStatus {
-            name: spec.name.clone(),
-            id: latest.map(|c| c.id.clone()).unwrap_or_default(),
-            ready,
-            started,
-            phase,
-            restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
-            image: spec.image.clone().unwrap_or_default(),
-            image_ref: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
-            started_at: latest.and_then(|c| nanos(c.created_at)),
-        });
-    }
+    let init_policy = if policy == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure };
+    let sandbox = inputs.runtime.and_then(RuntimePod::ready_sandbox).map(|s| s.id.as_str());
+    let init_containers: Vec<ContainerStatus> = pod
+        .init_containers()
+        .iter()
+        .map(|spec| {
+            let kind = if is_sidecar(spec) { Kind::Sidecar } else { Kind::Init };
+            let policy = if kind == Kind::Sidecar { RestartPolicy::Always } else { init_policy };
+            container_status(inputs, spec, kind, policy, sandbox, "PodInitializing")
+        })
+        .collect();
+    // Initialized: every regular init container finished with exit 0 in this sandbox and every
+    // sidecar has started.
+    let initialized = sandbox.is_some()
+        && init_containers.iter().all(|c| if c.sidecar { c.started } else { c.phase.exit_code() == Some(0) });
+    let not_yet = if initialized || init_containers.is_empty() { "ContainerCreating" } else { "PodInitializing" };
+    let containers = pod
+        .spec()
+        .containers
+        .iter()
+        .map(|spec| container_status(inputs, spec, Kind::Main, policy, sandbox, not_yet))
+        .collect();
     PodState {
         namespace: pod.namespace().into(),
         name: pod.name().into(),
@@ -158,10 +137,81 @@ pub fn observe(inputs: &Inputs) -> PodState {
         source: pod.origin.to_string(),
         seen: inputs.seen.into(),
         ip: inputs.ip.into(),
-        started: sandbox.and_then(|s| nanos(s.created_at)),
+        started: inputs.runtime.and_then(RuntimePod::ready_sandbox).and_then(|s| nanos(s.created_at)),
         terminating: inputs.terminating,
+        initialized: initialized || pod.init_containers().is_empty(),
+        init_containers,
         containers,
         last_error: None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Init,
+    Sidecar,
+    Main,
+}
+
+/// One container's status from its newest runtime container. `not_yet` is the waiting reason
+/// before it first runs (ContainerCreating, or PodInitializing while init containers run).
+fn container_status(
+    inputs: &Inputs,
+    spec: &Container,
+    kind: Kind,
+    policy: RestartPolicy,
+    sandbox: Option<&str>,
+    not_yet: &str,
+) -> ContainerStatus {
+    let latest = inputs.runtime.and_then(|rt| rt.containers.iter().rev().find(|c| c.name == spec.name));
+    let mut phase = ContainerPhase::waiting(not_yet);
+    match latest.map(|c| (c, c.state)) {
+        Some((c, ContainerState::Running)) if sandbox == Some(c.sandbox_id.as_str()) => {
+            phase = ContainerPhase::Running;
+        }
+        Some((c, ContainerState::Exited)) => {
+            if let Some(exit) = inputs.exits.get(&c.id) {
+                phase = if inputs.backing_off.contains(&spec.name) {
+                    ContainerPhase::waiting("CrashLoopBackOff")
+                } else if policy.restarts_after(exit.code) && sandbox.is_some() {
+                    ContainerPhase::waiting(not_yet)
+                } else {
+                    ContainerPhase::Terminated {
+                        exit_code: exit.code,
+                        reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
+                        finished_at: Timestamp::try_from(exit.finished).ok(),
+                    }
+                };
+            }
+        }
+        _ => {}
+    }
+    if let (Some(reason), ContainerPhase::Waiting { .. }) = (inputs.waiting.get(&spec.name), &phase) {
+        phase = ContainerPhase::waiting(reason);
+    }
+    // Probes decide readiness; a container with a readiness or startup probe that has no
+    // result yet is not ready (nor started) until its probe says so. A regular init container
+    // counts as ready once it has finished with exit 0, as kubelet reports it.
+    let (started, ready) = match latest.and_then(|c| inputs.health.get(&c.id)) {
+        _ if kind == Kind::Init => (phase.is_running(), phase.exit_code() == Some(0)),
+        _ if !phase.is_running() => (false, false),
+        Some(health) => (health.started, health.ready),
+        None => {
+            let started = spec.startup_probe.is_none();
+            (started, started && spec.readiness_probe.is_none())
+        }
+    };
+    ContainerStatus {
+        name: spec.name.clone(),
+        id: latest.map(|c| c.id.clone()).unwrap_or_default(),
+        ready,
+        started,
+        sidecar: kind == Kind::Sidecar,
+        phase,
+        restart_count: latest.map(|c| c.restart_count).unwrap_or(0),
+        image: spec.image.clone().unwrap_or_default(),
+        image_ref: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
+        started_at: latest.and_then(|c| nanos(c.created_at)),
     }
 }
 
@@ -170,20 +220,38 @@ impl PodState {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The containers kubectl counts in READY: the main ones and the sidecars.
+    fn counted(&self) -> impl Iterator<Item = &ContainerStatus> {
+        self.init_containers.iter().filter(|c| c.sidecar).chain(&self.containers)
+    }
+
     /// kubectl's READY: `ready/total`.
     pub fn ready(&self) -> String {
-        format!("{}/{}", self.containers.iter().filter(|c| c.ready).count(), self.containers.len())
+        format!("{}/{}", self.counted().filter(|c| c.ready).count(), self.counted().count())
     }
 
     pub fn restarts(&self) -> u32 {
-        self.containers.iter().map(|c| c.restart_count).sum()
+        self.init_containers.iter().chain(&self.containers).map(|c| c.restart_count).sum()
     }
 
-    /// kubectl's STATUS column (its printPod): the first container with a waiting or terminated
-    /// reason names the status; "Completed" next to a running container reads "Running".
+    /// kubectl's STATUS column (its printPod): while initializing, the first unfinished init
+    /// container names it (`Init:1/3`, `Init:CrashLoopBackOff`, `Init:Error`); then the first
+    /// container with a waiting or terminated reason names it; "Completed" next to a running
+    /// container reads "Running".
     pub fn status(&self) -> String {
         if self.terminating {
             return "Terminating".into();
+        }
+        let total = self.init_containers.len();
+        for (i, c) in self.init_containers.iter().enumerate() {
+            if c.phase.exit_code() == Some(0) || (c.sidecar && c.started) {
+                continue;
+            }
+            return match &c.phase {
+                ContainerPhase::Terminated { reason, .. } => format!("Init:{reason}"),
+                ContainerPhase::Waiting { reason } if reason != "PodInitializing" => format!("Init:{reason}"),
+                _ => format!("Init:{i}/{total}"),
+            };
         }
         let containers = &self.containers;
         let all_terminated = containers.iter().all(|c| c.phase.exit_code().is_some());
@@ -230,6 +298,7 @@ mod tests {
             id: String::new(),
             ready: phase.is_running(),
             started: phase.is_running(),
+            sidecar: false,
             phase,
             restart_count: 0,
             image: String::new(),
@@ -256,6 +325,8 @@ mod tests {
             ip: String::new(),
             started: None,
             terminating,
+            initialized: true,
+            init_containers: vec![],
             containers,
             last_error: None,
         }

@@ -14,17 +14,20 @@ use super::{
 };
 use crate::{
     cri::{ContainerState, Cri, CriError, RuntimePod, labels},
-    manifest::StaticPod,
+    manifest::{StaticPod, is_sidecar},
     retry::{Doubling, LogOnce},
 };
 
 /// Stops a supervised pod that is no longer wanted (in the caller's span).
 pub(super) async fn stop_pod(ctx: &Context, pod: &StaticPod, shutdown: &CancellationToken) {
     tracing::info!(grace_seconds = pod.grace_period().as_secs(), "stopping pod");
-    for c in &pod.spec().containers {
+    for c in pod.spec().containers.iter().chain(pod.init_containers().iter().filter(|c| is_sidecar(c))) {
         ctx.events.normal(pod, "Killing", format!("Stopping container {}", c.name));
     }
-    kill_until_gone(ctx, &pod.uid, pod.grace_period(), shutdown).await;
+    // Sidecars go last, in reverse order, so the main containers keep them while they stop.
+    let sidecars: Vec<String> =
+        pod.init_containers().iter().filter(|c| is_sidecar(c)).rev().map(|c| c.name.clone()).collect();
+    kill_until_gone(ctx, &pod.uid, pod.grace_period(), &sidecars, shutdown).await;
     if !shutdown.is_cancelled() {
         let _ = std::fs::remove_dir_all(ctx.root_dir.join("pods").join(&pod.uid));
         tracing::info!("pod stopped");
@@ -43,7 +46,7 @@ pub async fn stop_orphan(ctx: Arc<Context>, rt: RuntimePod, shutdown: Cancellati
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(30));
         tracing::info!(grace_seconds = grace.as_secs(), "stopping pod that no manifest defines");
-        kill_until_gone(&ctx, &rt.uid, grace, &shutdown).await;
+        kill_until_gone(&ctx, &rt.uid, grace, &[], &shutdown).await;
     }
     .instrument(span)
     .await
@@ -51,7 +54,7 @@ pub async fn stop_orphan(ctx: Arc<Context>, rt: RuntimePod, shutdown: Cancellati
 
 /// Stops every container (SIGTERM, SIGKILL after `grace`) and sandbox of the pod, retrying while
 /// the runtime is unreachable.
-async fn kill_until_gone(ctx: &Context, uid: &str, grace: Duration, shutdown: &CancellationToken) {
+async fn kill_until_gone(ctx: &Context, uid: &str, grace: Duration, last: &[String], shutdown: &CancellationToken) {
     let mut retry = Doubling::new(RETRY_MIN, RETRY_MAX);
     let mut failure = LogOnce::default();
     loop {
@@ -59,7 +62,7 @@ async fn kill_until_gone(ctx: &Context, uid: &str, grace: Duration, shutdown: &C
         let result = match (&snapshot.error, snapshot.pod(uid)) {
             (Some(e), _) => Err(e.clone()),
             (None, None) => return,
-            (None, Some(rt)) => kill(ctx.runtime.as_ref(), rt, grace).await.map_err(|e| e.to_string()),
+            (None, Some(rt)) => kill(ctx.runtime.as_ref(), rt, grace, last).await.map_err(|e| e.to_string()),
         };
         let Err(e) = result else { return };
         let wait = retry.next_wait();
@@ -73,11 +76,19 @@ async fn kill_until_gone(ctx: &Context, uid: &str, grace: Duration, shutdown: &C
     }
 }
 
-async fn kill(runtime: &dyn Cri, rt: &RuntimePod, grace: Duration) -> Result<(), CriError> {
-    let live = rt.containers.iter().filter(|c| c.state != ContainerState::Exited);
-    let stops = live.map(|c| async move { ignore_not_found(runtime.stop_container(&c.id, grace).await) });
+/// Stops the live containers (all at once, then those named in `last`, one by one in that
+/// order), then the sandboxes.
+async fn kill(runtime: &dyn Cri, rt: &RuntimePod, grace: Duration, last: &[String]) -> Result<(), CriError> {
+    let live: Vec<_> = rt.containers.iter().filter(|c| c.state != ContainerState::Exited).collect();
+    let first = live.iter().filter(|c| !last.contains(&c.name));
+    let stops = first.map(|c| async move { ignore_not_found(runtime.stop_container(&c.id, grace).await) });
     for result in futures::future::join_all(stops).await {
         result?;
+    }
+    for name in last {
+        for c in live.iter().filter(|c| &c.name == name) {
+            ignore_not_found(runtime.stop_container(&c.id, grace).await)?;
+        }
     }
     for sandbox in &rt.sandboxes {
         remove_sandbox(runtime, &sandbox.id).await?;

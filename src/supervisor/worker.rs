@@ -21,10 +21,8 @@ use super::{
 use crate::{
     cri::{ContainerState, RuntimePod, RuntimeSnapshot},
     manifest::StaticPod,
-    probe::{
-        ProbeSpec, Prober, container_probes,
-        prober::{Failed, Running},
-    },
+    manifest::is_sidecar,
+    probe::{ProbeSpec, Prober, container_probes, prober::Running},
     retry::{Doubling, LogOnce},
 };
 
@@ -66,10 +64,9 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn new(ctx: Arc<Context>, pod: StaticPod, seen: String) -> Self {
-        let probe_specs = pod
-            .spec()
-            .containers
-            .iter()
+        // Sidecars are probed like main containers; regular init containers may not have probes.
+        let probed = pod.init_containers().iter().filter(|c| is_sidecar(c)).chain(&pod.spec().containers);
+        let probe_specs = probed
             .map(|c| (c.name.clone(), container_probes(c).unwrap_or_default()))
             .filter(|(_, specs)| !specs.is_empty())
             .collect();
@@ -131,17 +128,12 @@ impl Worker {
                     }
                 }
                 let now = SystemTime::now();
-                let unhealthy: HashMap<String, Failed> = self
-                    .prober
-                    .healths()
-                    .into_iter()
-                    .filter_map(|(id, health)| health.failed.map(|failed| (id, failed)))
-                    .collect();
+                let health = self.prober.healths();
                 let action = next_action(&Inputs {
                     pod: &self.pod,
                     runtime: rt,
                     exits: &self.exits,
-                    unhealthy: &unhealthy,
+                    health: &health,
                     backoff: &self.backoff,
                     now,
                 });
