@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Cri, CriError, api};
+use super::{Cri, CriError, api, resources::CgroupDriver};
 
 #[derive(Default)]
 struct State {
@@ -18,6 +18,8 @@ struct State {
     containers: Vec<api::Container>,
     exit_codes: HashMap<String, i32>,
     images: BTreeSet<String>,
+    /// The user each image runs as (`uid`, `username`), for ImageStatus.
+    image_users: HashMap<String, (Option<i64>, String)>,
     calls: Vec<(String, tokio::time::Instant)>,
     failures: HashMap<&'static str, VecDeque<CriError>>,
     next_id: u64,
@@ -45,6 +47,13 @@ impl FakeCri {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fake state")
+    }
+
+    /// `image` (added if missing) runs as `uid` or `username`, as its config's User says.
+    pub fn set_image_user(&self, image: &str, uid: Option<i64>, username: &str) {
+        let mut state = self.state();
+        state.images.insert(image.into());
+        state.image_users.insert(image.into(), (uid, username.into()));
     }
 
     /// The next call of `rpc` fails with `error` (errors queue up per RPC).
@@ -251,5 +260,25 @@ impl Cri for FakeCri {
         let mut state = self.call("PullImage", image)?;
         state.images.insert(image.into());
         Ok(format!("sha256:{image}"))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
+        let state = self.call("ImageStatus", image)?;
+        if !state.images.contains(image) {
+            return Ok(None);
+        }
+        let (uid, username) = state.image_users.get(image).cloned().unwrap_or_default();
+        Ok(Some(api::Image {
+            id: format!("sha256:{image}"),
+            uid: uid.map(|value| api::Int64Value { value }),
+            username,
+            ..Default::default()
+        }))
+    }
+
+    /// Unknown, so unit tests never write cgroups; not recorded (the real client asks once per
+    /// daemon, so it is no step of an action).
+    async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, CriError> {
+        Ok(None)
     }
 }
