@@ -5,7 +5,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Cri, ExecResult};
+use super::{Cri, ExecResult, resources::CgroupDriver};
 
 /// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
 /// image is missing" read differently in the log.
@@ -43,6 +43,8 @@ pub struct Runtime {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
     timeout: Duration,
+    /// The cgroup driver, once the runtime has answered (`cgroup_driver`).
+    cgroup_driver: std::sync::Arc<tokio::sync::OnceCell<Option<CgroupDriver>>>,
 }
 
 macro_rules! call {
@@ -76,6 +78,7 @@ impl Runtime {
             runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
             images: ImageServiceClient::new(channel),
             timeout,
+            cgroup_driver: Default::default(),
         })
     }
 }
@@ -215,6 +218,35 @@ impl Cri for Runtime {
     async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError> {
         let req = api::PullImageRequest { image: Some(image_spec(image)), auth: None, sandbox_config: Some(sandbox) };
         Ok(call!(self, images, pull_image, "PullImage", req)?.image_ref)
+    }
+
+    /// The image as ImageStatus describes it, None if absent.
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
+        let req = api::ImageStatusRequest { image: Some(image_spec(image)), verbose: false };
+        Ok(call!(self, images, image_status, "ImageStatus", req)?.image)
+    }
+
+    /// `RuntimeConfig` (containerd 2.x), else containerd's config from verbose `Status`; asked
+    /// once, remembered once answered.
+    async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, CriError> {
+        let driver = self
+            .cgroup_driver
+            .get_or_try_init(|| async {
+                match call!(self, runtime, runtime_config, "RuntimeConfig", api::RuntimeConfigRequest {}) {
+                    Ok(r) => Ok(r.linux.map(|l| match api::CgroupDriver::try_from(l.cgroup_driver) {
+                        Ok(api::CgroupDriver::Cgroupfs) => CgroupDriver::Cgroupfs,
+                        _ => CgroupDriver::Systemd,
+                    })),
+                    Err(CriError::Rpc { code: tonic::Code::Unimplemented, .. }) => {
+                        let r = call!(self, runtime, status, "Status", api::StatusRequest { verbose: true })?;
+                        let config = r.info.get("config").and_then(|c| serde_json::from_str(c).ok());
+                        Ok(config.and_then(|c| super::resources::cgroup_driver_of_containerd_config(&c)))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(*driver)
     }
 }
 

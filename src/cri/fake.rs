@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Cri, CriError, ExecResult, api};
+use super::{Cri, CriError, ExecResult, api, resources::CgroupDriver};
 
 #[derive(Default)]
 struct State {
@@ -20,6 +20,8 @@ struct State {
     /// What ExecSync answers, by container ID (default: exit 0, no output).
     exec_results: HashMap<String, ExecResult>,
     images: BTreeSet<String>,
+    /// The user each image runs as (`uid`, `username`), for ImageStatus.
+    image_users: HashMap<String, (Option<i64>, String)>,
     calls: Vec<(String, tokio::time::Instant)>,
     failures: HashMap<&'static str, VecDeque<CriError>>,
     next_id: u64,
@@ -47,6 +49,13 @@ impl FakeCri {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fake state")
+    }
+
+    /// `image` (added if missing) runs as `uid` or `username`, as its config's User says.
+    pub fn set_image_user(&self, image: &str, uid: Option<i64>, username: &str) {
+        let mut state = self.state();
+        state.images.insert(image.into());
+        state.image_users.insert(image.into(), (uid, username.into()));
     }
 
     /// The next call of `rpc` fails with `error` (errors queue up per RPC).
@@ -266,5 +275,25 @@ impl Cri for FakeCri {
         let mut state = self.call("PullImage", image)?;
         state.images.insert(image.into());
         Ok(format!("sha256:{image}"))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
+        let state = self.call("ImageStatus", image)?;
+        if !state.images.contains(image) {
+            return Ok(None);
+        }
+        let (uid, username) = state.image_users.get(image).cloned().unwrap_or_default();
+        Ok(Some(api::Image {
+            id: format!("sha256:{image}"),
+            uid: uid.map(|value| api::Int64Value { value }),
+            username,
+            ..Default::default()
+        }))
+    }
+
+    /// Unknown, so unit tests never write cgroups; not recorded (the real client asks once per
+    /// daemon, so it is no step of an action).
+    async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, CriError> {
+        Ok(None)
     }
 }

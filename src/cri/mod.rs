@@ -3,16 +3,22 @@
 //! `Cri` is the seam: every runtime call the daemon makes goes through it, so the supervisors run
 //! the same against the real tonic client (`Runtime`) and, in unit tests, against the recording
 //! fake (`fake::FakeCri`) that can script any call's failure. `translate` turns a static pod into
-//! CRI configs (pure); `model` is what a relist says, typed; `observe` relists the runtime and
+//! CRI configs (pure), with `resources` (quantities, QoS, kubelet's cgroup formulas) and
+//! `security` (securityContext); `host` holds the machine facts they need; `pod_cgroup` writes a
+//! pod's own cgroup; `model` is what a relist says, typed; `observe` relists the runtime and
 //! publishes what it saw to every pod supervisor.
 
 mod client;
 pub mod exit_watch;
 #[cfg(test)]
 pub mod fake;
+pub mod host;
 pub mod labels;
 mod model;
 mod observe;
+pub mod pod_cgroup;
+pub mod resources;
+pub mod security;
 pub mod translate;
 
 use std::{sync::Arc, time::Duration};
@@ -56,6 +62,12 @@ pub trait Cri: Send + Sync {
     /// The image's ID if the runtime has it.
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError>;
     async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError>;
+    /// The image as ImageStatus describes it (its user in `uid` / `username`), None if absent.
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError>;
+    /// The runtime's cgroup driver, asked once and remembered: CRI `RuntimeConfig` where the
+    /// runtime has it (containerd 2.x), else containerd's own config from verbose `Status`
+    /// (1.6, 1.7); None when neither says.
+    async fn cgroup_driver(&self) -> Result<Option<resources::CgroupDriver>, CriError>;
 }
 
 /// What an ExecSync ended with.

@@ -1,4 +1,6 @@
 //! Static pod -> CRI configs. Pure: every field mapping is unit-tested without a runtime.
+//! Resources (requests, limits, QoS, OOM score, cgroup parent) are `resources`' formulas and the
+//! securityContext mapping is `security`'s; the machine facts they need are a `Host`.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -6,13 +8,19 @@ use std::{
 };
 
 use k8s_cri::v1::{
-    self as api, Capability, ContainerMetadata, Int64Value, KeyValue, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxMetadata, PortMapping, Protocol,
+    self as api, ContainerMetadata, KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxMetadata,
+    PortMapping, Protocol,
 };
 use k8s_openapi::api::core::v1::Container;
 
-use super::{client::image_spec, labels};
+use super::{
+    client::image_spec,
+    host::Host,
+    labels,
+    resources::{self, PodCgroups},
+    security,
+};
 use crate::manifest::StaticPod;
 
 /// What a container's config depends on beyond the pod itself.
@@ -39,7 +47,20 @@ pub fn empty_dir_root(root_dir: &Path, pod: &StaticPod) -> PathBuf {
     root_dir.join("pods").join(&pod.uid).join("volumes").join("kubernetes.io~empty-dir")
 }
 
+/// The sandbox config with the runtime's default cgroup placement (see `sandbox_config_in`).
 pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt: u32) -> api::PodSandboxConfig {
+    sandbox_config_in(pod, node, pod_logs_dir, attempt, PodCgroups::RuntimeDefault)
+}
+
+/// The sandbox config, its cgroup parent placed as `cgroups` says. CreateContainer must be sent
+/// the same config as RunPodSandbox was: the runtime takes the container's cgroup parent from it.
+pub fn sandbox_config_in(
+    pod: &StaticPod,
+    node: &str,
+    pod_logs_dir: &Path,
+    attempt: u32,
+    cgroups: PodCgroups,
+) -> api::PodSandboxConfig {
     let spec = pod.spec();
     let mut sandbox_labels: HashMap<String, String> = pod.labels().into_iter().collect();
     sandbox_labels.extend(pod_identity_labels(pod, node));
@@ -66,7 +87,7 @@ pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt:
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect();
-    let privileged = spec.containers.iter().any(privileged);
+    let (resources, overhead) = resources::sandbox_resources(spec);
     api::PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: pod.name().into(),
@@ -81,18 +102,31 @@ pub fn sandbox_config(pod: &StaticPod, node: &str, pod_logs_dir: &Path, attempt:
         labels: sandbox_labels,
         annotations,
         linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroups.parent(spec, &pod.uid),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
-                privileged,
-                ..Default::default()
+                ..security::sandbox_security(spec)
             }),
-            ..Default::default()
+            sysctls: security::sysctls(spec),
+            resources: Some(resources),
+            overhead: Some(overhead),
         }),
         windows: None,
     }
 }
 
+/// The container config on this machine (`Host::current()`).
 pub fn container_config(
+    pod: &StaticPod,
+    node: &str,
+    container: &Container,
+    ctx: &ContainerContext,
+) -> api::ContainerConfig {
+    container_config_on(Host::current(), pod, node, container, ctx)
+}
+
+pub fn container_config_on(
+    host: &Host,
     pod: &StaticPod,
     node: &str,
     container: &Container,
@@ -108,12 +142,7 @@ pub fn container_config(
     annotations.insert(labels::RESTART_COUNT.into(), ctx.restart_count.to_string());
     annotations.insert(labels::GRACE_PERIOD.into(), pod.grace_period().as_secs().to_string());
 
-    let security = container.security_context.as_ref();
-    let capabilities = security.and_then(|s| s.capabilities.as_ref()).map(|c| Capability {
-        add_capabilities: c.add.clone().unwrap_or_default(),
-        drop_capabilities: c.drop.clone().unwrap_or_default(),
-        ..Default::default()
-    });
+    let spec = pod.spec();
     api::ContainerConfig {
         metadata: Some(ContainerMetadata { name: container.name.clone(), attempt: ctx.restart_count }),
         image: Some(image_spec(container.image.as_deref().unwrap_or_default())),
@@ -126,16 +155,10 @@ pub fn container_config(
         annotations,
         log_path: container_log_path(&container.name, ctx.restart_count),
         linux: Some(LinuxContainerConfig {
-            resources: None,
+            resources: Some(resources::container_resources(spec, container, host)),
             security_context: Some(LinuxContainerSecurityContext {
-                capabilities,
-                privileged: privileged(container),
                 namespace_options: Some(namespace_options(pod)),
-                run_as_user: security.and_then(|s| s.run_as_user).map(|value| Int64Value { value }),
-                run_as_group: security.and_then(|s| s.run_as_group).map(|value| Int64Value { value }),
-                readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
-                no_new_privs: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
-                ..Default::default()
+                ..security::container_security(&pod.annotations(), spec, container, host)
             }),
         }),
         ..Default::default()
@@ -164,10 +187,6 @@ fn namespace_options(pod: &StaticPod) -> NamespaceOption {
         ipc: mode(spec.host_ipc, NamespaceMode::Pod) as i32,
         ..Default::default()
     }
-}
-
-fn privileged(container: &Container) -> bool {
-    container.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)
 }
 
 fn protocol(name: Option<&str>) -> Protocol {
@@ -325,6 +344,83 @@ spec:
         let mounts: Vec<(&str, &str, bool)> =
             config.mounts.iter().map(|m| (m.container_path.as_str(), m.host_path.as_str(), m.readonly)).collect();
         assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/scratch", false)]);
+    }
+
+    const SECURED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api}
+spec:
+  priorityClassName: system-node-critical
+  securityContext:
+    runAsUser: 1000
+    fsGroup: 2000
+    sysctls: [{name: kernel.shm_rmid_forced, value: "1"}]
+  containers:
+  - name: app
+    image: busybox:1.0
+    resources:
+      requests: {cpu: 250m}
+      limits: {cpu: 500m, memory: 64Mi}
+    securityContext:
+      runAsUser: 1001
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [NET_RAW]}
+      seccompProfile: {type: RuntimeDefault}
+"#;
+
+    fn host() -> Host {
+        Host {
+            memory_capacity: 1 << 34,
+            hugepage_sizes: vec!["2MB".into()],
+            cpus: 2,
+            apparmor: false,
+            thermal_throttle_paths: vec![],
+            cgroup_v2: false,
+        }
+    }
+
+    #[test]
+    fn sandbox_gets_cgroup_parent_sysctls_resources_and_pod_security() {
+        let pod = pod(SECURED);
+        let config = sandbox_config_in(&pod, "n", Path::new("/l"), 0, PodCgroups::Cgroupfs);
+        let linux = config.linux.unwrap();
+        assert_eq!(linux.cgroup_parent, format!("/kubepods/burstable/pod{}", pod.uid));
+        assert_eq!(linux.sysctls["kernel.shm_rmid_forced"], "1");
+        let resources = linux.resources.unwrap();
+        assert_eq!(
+            (resources.cpu_shares, resources.cpu_quota, resources.memory_limit_in_bytes),
+            (256, 50_000, 64 << 20)
+        );
+        let sc = linux.security_context.unwrap();
+        assert_eq!(sc.run_as_user.unwrap().value, 1000);
+        assert_eq!(sc.supplemental_groups, [2000]);
+        assert!(sc.namespace_options.is_some());
+        let default = sandbox_config(&pod, "n", Path::new("/l"), 0);
+        assert_eq!(default.linux.unwrap().cgroup_parent, "", "the runtime's default place");
+    }
+
+    #[test]
+    fn container_gets_kubelets_resources_and_effective_security_context() {
+        let pod = pod(SECURED);
+        let ctx = ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: Path::new("/v") };
+        let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
+        let linux = config.linux.unwrap();
+        let r = linux.resources.unwrap();
+        assert_eq!(
+            (r.cpu_shares, r.cpu_period, r.cpu_quota, r.memory_limit_in_bytes),
+            (256, 100_000, 50_000, 64 << 20)
+        );
+        assert_eq!(r.oom_score_adj, -997, "system-node-critical");
+        assert_eq!(r.hugepage_limits.len(), 1);
+        let sc = linux.security_context.unwrap();
+        assert_eq!(sc.run_as_user.unwrap().value, 1001, "the container's runAsUser wins");
+        assert!(sc.readonly_rootfs);
+        assert_eq!(sc.capabilities.unwrap().drop_capabilities, ["NET_RAW"]);
+        assert_eq!(sc.seccomp.unwrap().profile_type, api::security_profile::ProfileType::RuntimeDefault as i32);
+        assert_eq!(sc.supplemental_groups, [2000]);
+        assert_eq!(sc.masked_paths.first().map(String::as_str), Some("/proc/asound"));
+        assert_eq!(sc.namespace_options.unwrap().pid, NamespaceMode::Container as i32);
     }
 
     #[test]

@@ -68,6 +68,7 @@ const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main con
 /// except where the table names a `spec.initContainers[]` field of its own.
 const CONTAINERS: &str = "spec.containers[]";
 const INIT: &str = "spec.initContainers[]";
+const APPARMOR: &str = "where the host has AppArmor; elsewhere the container does not start (CreateContainerConfigError: AppArmor is not enabled on the host)";
 const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj";
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
 const FIELD_REFS: &str =
@@ -298,7 +299,9 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].restartPolicyRules", Refused(NOT_YET)),
     field("spec.containers[].securityContext", Honoured(NONE)),
     field("spec.containers[].securityContext.allowPrivilegeEscalation", Honoured(NONE)),
-    field("spec.containers[].securityContext.appArmorProfile", Refused(NOT_YET)),
+    field("spec.containers[].securityContext.appArmorProfile", Honoured(APPARMOR)),
+    field("spec.containers[].securityContext.appArmorProfile.localhostProfile", Honoured(NONE)),
+    field("spec.containers[].securityContext.appArmorProfile.type", Honoured(NONE)),
     field("spec.containers[].securityContext.capabilities", Honoured(NONE)),
     field("spec.containers[].securityContext.capabilities.add", Honoured(NONE)),
     field("spec.containers[].securityContext.capabilities.drop", Honoured(NONE)),
@@ -382,7 +385,9 @@ pub const FIELDS: &[Field] = &[
     field("spec.schedulingGates", Accepted(SCHEDULING)),
     field("spec.schedulingGates[].name", Accepted(SCHEDULING)),
     field("spec.securityContext", Honoured(NONE)),
-    field("spec.securityContext.appArmorProfile", Refused(NOT_YET)),
+    field("spec.securityContext.appArmorProfile", Honoured(APPARMOR)),
+    field("spec.securityContext.appArmorProfile.localhostProfile", Honoured(NONE)),
+    field("spec.securityContext.appArmorProfile.type", Honoured(NONE)),
     field("spec.securityContext.fsGroup", Honoured(NONE)),
     field("spec.securityContext.fsGroupChangePolicy", Refused(NOT_YET)),
     field("spec.securityContext.runAsGroup", Honoured(NONE)),

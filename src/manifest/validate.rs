@@ -3,12 +3,16 @@
 //! there may be no API server to resolve them and its mirror would be refused; then the field
 //! contract (`fields`), so that no field is silently ignored.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use k8s_openapi::{
+    api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume},
+    apimachinery::pkg::api::resource::Quantity as Written,
+};
 use serde_json::Value;
 
 use super::{FieldError, fields};
+use crate::cri::resources::Quantity;
 
 /// Downward-API fields a static pod can be given without an API server.
 pub const SUPPORTED_FIELD_REFS: &[&str] =
@@ -82,6 +86,20 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         && os != "linux"
     {
         err("spec.os.name".into(), format!("{os:?} is not this node's operating system, linux"));
+    }
+
+    if spec.resources.is_some() {
+        err("spec.resources".into(), "pod-level resources are not supported by staticlet yet".into());
+    }
+    for (name, q) in spec.overhead.iter().flatten() {
+        if let Err(message) = non_negative(q) {
+            err(format!("spec.overhead.{name}"), message);
+        }
+    }
+    if let Some(sc) = &spec.security_context {
+        for (f, m) in pod_security_problems(sc, spec) {
+            err(format!("spec.securityContext.{f}"), m);
+        }
     }
 
     let mut volume_names = HashSet::new();
@@ -218,6 +236,10 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
             format!("references the API object kind {kind}, which a static pod cannot use"),
         ));
     }
+    out.extend(resources_problems(container));
+    if let Some(sc) = &container.security_context {
+        out.extend(security_problems(sc).into_iter().map(|(f, m)| (format!("securityContext{f}"), m)));
+    }
     for (j, mount) in container.volume_mounts.iter().flatten().enumerate() {
         if !volumes.contains(mount.name.as_str()) {
             out.push((format!("volumeMounts[{j}].name"), format!("no volume named {:?}", mount.name)));
@@ -252,6 +274,148 @@ fn init_container_problems(container: &Container) -> Vec<(String, String)> {
     ] {
         if set {
             out.push((field.into(), only_sidecars.into()));
+        }
+    }
+    out
+}
+
+/// A quantity that parses and is not negative (`ValidateResourceQuantityValue`).
+fn non_negative(q: &Written) -> Result<Quantity, String> {
+    match Quantity::parse(&q.0) {
+        Err(e) => Err(format!("{:?}: {e}", q.0)),
+        Ok(v) if v.is_negative() => Err(format!("{:?} must be greater than or equal to 0", q.0)),
+        Ok(v) => Ok(v),
+    }
+}
+
+/// The API server's resource checks (`validateResourceRequirements`): quantities parse and are
+/// not negative, a request is at most its limit (hugepages: equal to it), and hugepages come
+/// with cpu or memory.
+fn resources_problems(container: &Container) -> Vec<(String, String)> {
+    let Some(resources) = &container.resources else { return vec![] };
+    let mut out = Vec::new();
+    let mut parsed = |kind: &str, list: &Option<BTreeMap<String, Written>>| {
+        let mut good = BTreeMap::new();
+        for (name, q) in list.iter().flatten() {
+            match non_negative(q) {
+                Ok(value) => {
+                    good.insert(name.clone(), (value, q.0.clone()));
+                }
+                Err(message) => out.push((format!("resources.{kind}.{name}"), message)),
+            }
+        }
+        good
+    };
+    let limits = parsed("limits", &resources.limits);
+    let requests = parsed("requests", &resources.requests);
+    for (name, (request, written)) in &requests {
+        let field = format!("resources.requests.{name}");
+        let hugepages = name.starts_with("hugepages-");
+        match limits.get(name) {
+            Some((limit, limit_written)) if hugepages && request != limit => {
+                out.push((field, format!("{written:?} must be equal to {name} limit of {limit_written}")));
+            }
+            Some((limit, limit_written)) if request > limit => {
+                out.push((field, format!("{written:?} must be less than or equal to {name} limit of {limit_written}")));
+            }
+            None if hugepages => out.push((
+                "resources.limits".into(),
+                format!("{name}: Limit must be set for non overcommitable resources"),
+            )),
+            _ => {}
+        }
+    }
+    let named = |f: &dyn Fn(&str) -> bool| limits.keys().chain(requests.keys()).any(|n| f(n));
+    if named(&|n| n.starts_with("hugepages-")) && !named(&|n| n == "cpu" || n == "memory") {
+        out.push(("resources".into(), "HugePages require cpu or memory".into()));
+    }
+    out
+}
+
+/// seccompProfile / appArmorProfile: a known type, and a localhostProfile exactly for Localhost
+/// (a seccomp one relative and without `..`: it is a file under kubelet's seccomp root).
+fn profile_problems(field: &str, kind: &str, localhost: Option<&str>, what: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if !["RuntimeDefault", "Unconfined", "Localhost"].contains(&kind) {
+        out.push((format!("{field}.type"), format!("{kind:?} is not one of RuntimeDefault, Unconfined, Localhost")));
+    }
+    match (kind, localhost) {
+        ("Localhost", None) | ("Localhost", Some("")) => {
+            out.push((format!("{field}.localhostProfile"), format!("must be set when {what} type is Localhost")));
+        }
+        ("Localhost", Some(path))
+            if what == "seccomp" && (path.starts_with('/') || path.split('/').any(|p| p == "..")) =>
+        {
+            out.push((format!("{field}.localhostProfile"), format!("{path:?} must be a relative path without '..'")));
+        }
+        ("Localhost", _) | (_, None) => {}
+        (_, Some(_)) => {
+            out.push((format!("{field}.localhostProfile"), format!("can only be set when {what} type is Localhost")));
+        }
+    }
+    out
+}
+
+/// A container's securityContext, field paths relative to it (`.procMount`).
+fn security_problems(sc: &SecurityContext) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(p) = &sc.seccomp_profile {
+        out.extend(profile_problems(".seccompProfile", &p.type_, p.localhost_profile.as_deref(), "seccomp"));
+    }
+    if let Some(p) = &sc.app_armor_profile {
+        out.extend(profile_problems(".appArmorProfile", &p.type_, p.localhost_profile.as_deref(), "AppArmor"));
+    }
+    if let Some(mount) = sc.proc_mount.as_deref().filter(|m| !["Default", "Unmasked"].contains(m)) {
+        out.push((".procMount".into(), format!("{mount:?} is not one of Default, Unmasked")));
+    }
+    if sc.allow_privilege_escalation == Some(false) {
+        if sc.privileged == Some(true) {
+            out.push((String::new(), "cannot set `allowPrivilegeEscalation` to false and `privileged` to true".into()));
+        }
+        let added = sc.capabilities.as_ref().and_then(|c| c.add.as_ref());
+        if added.into_iter().flatten().any(|c| c == "SYS_ADMIN" || c == "CAP_SYS_ADMIN") {
+            out.push((
+                String::new(),
+                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN".into(),
+            ));
+        }
+    }
+    out
+}
+
+/// The pod's securityContext, field paths relative to it.
+fn pod_security_problems(sc: &PodSecurityContext, spec: &PodSpec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(p) = &sc.seccomp_profile {
+        out.extend(profile_problems("seccompProfile", &p.type_, p.localhost_profile.as_deref(), "seccomp"));
+    }
+    if let Some(p) = &sc.app_armor_profile {
+        out.extend(profile_problems("appArmorProfile", &p.type_, p.localhost_profile.as_deref(), "AppArmor"));
+    }
+    match sc.supplemental_groups_policy.as_deref() {
+        None | Some("Merge") => {}
+        Some("Strict") => out.push((
+            "supplementalGroupsPolicy".into(),
+            "\"Strict\" is not supported by staticlet yet: it cannot tell whether the runtime enforces it (containerd 1.6 ignores it), where kubelet refuses it on runtimes that do not".into(),
+        )),
+        Some(other) => out.push(("supplementalGroupsPolicy".into(), format!("{other:?} is not one of Merge, Strict"))),
+    }
+    if let Some(policy) = sc.fs_group_change_policy.as_deref().filter(|p| !["OnRootMismatch", "Always"].contains(p)) {
+        out.push(("fsGroupChangePolicy".into(), format!("{policy:?} is not one of OnRootMismatch, Always")));
+    }
+    for (i, sysctl) in sc.sysctls.iter().flatten().enumerate() {
+        let name = sysctl.name.replace('/', ".");
+        let field = format!("sysctls[{i}].name");
+        let ipc = name.starts_with("kernel.shm")
+            || name.starts_with("kernel.msg")
+            || name == "kernel.sem"
+            || name.starts_with("fs.mqueue.");
+        if name.is_empty() {
+            out.push((field, "required".into()));
+        } else if spec.host_network == Some(true) && name.starts_with("net.") {
+            out.push((field, format!("{:?} may not be specified when 'hostNetwork' is true", sysctl.name)));
+        } else if spec.host_ipc == Some(true) && ipc {
+            out.push((field, format!("{:?} may not be specified when 'hostIPC' is true", sysctl.name)));
         }
     }
     out

@@ -162,7 +162,7 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time: state.and_then(|v| v.started).map(Time),
-        qos_class: Some(qos_class(pod).into()),
+        qos_class: Some(crate::cri::resources::qos(pod.spec()).as_str().into()),
         ..Default::default()
     }
 }
@@ -205,24 +205,6 @@ fn container_status(c: &status::ContainerStatus) -> ContainerStatus {
         state: Some(state),
         ..Default::default()
     }
-}
-
-fn qos_class(pod: &StaticPod) -> &'static str {
-    let resources: Vec<_> = pod.spec().containers.iter().map(|c| c.resources.clone().unwrap_or_default()).collect();
-    let none = resources
-        .iter()
-        .all(|r| r.requests.as_ref().is_none_or(|m| m.is_empty()) && r.limits.as_ref().is_none_or(|m| m.is_empty()));
-    if none {
-        return "BestEffort";
-    }
-    let guaranteed = resources.iter().all(|r| {
-        let limits = r.limits.clone().unwrap_or_default();
-        let requests = r.requests.clone().unwrap_or_default();
-        ["cpu", "memory"]
-            .iter()
-            .all(|k| limits.contains_key(*k) && requests.get(*k).is_none_or(|q| Some(q) == limits.get(*k)))
-    });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
 }
 
 /// Whether the status on the API server says something different from `wanted`, ignoring the
@@ -359,6 +341,18 @@ mod tests {
         let c = &status.container_statuses.unwrap()[0];
         assert_eq!(c.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
         assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    }
+
+    #[test]
+    fn qos_class_compares_quantities_by_value() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: c, image: i:1, resources: {requests: {cpu: '1', memory: 1Gi}, limits: {cpu: 1000m, memory: 1024Mi}}}]}\n";
+        let pod = parse_manifest(yaml.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0);
+        let status = status_of(&pod, None, "10.0.0.1", Timestamp::UNIX_EPOCH);
+        assert_eq!(status.qos_class.as_deref(), Some("Guaranteed"), "1 == 1000m and 1Gi == 1024Mi");
+        let limits_only = yaml.replace("requests: {cpu: '1', memory: 1Gi}, ", "");
+        let pod = parse_manifest(limits_only.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0);
+        let status = status_of(&pod, None, "10.0.0.1", Timestamp::UNIX_EPOCH);
+        assert_eq!(status.qos_class.as_deref(), Some("Guaranteed"), "requests default to limits");
     }
 
     #[test]

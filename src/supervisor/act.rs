@@ -1,15 +1,26 @@
 //! Carrying out one `Action` through CRI, with the events and waiting reasons kubelet gives each
-//! step (Pulled, Created, Started; ErrImagePull, CreateContainerError, RunContainerError).
-//! An error is returned to the loop, which logs it once and retries with a doubling wait.
+//! step (Pulled, Created, Started; ErrImagePull, CreateContainerConfigError, CreateContainerError,
+//! RunContainerError). An error is returned to the loop, which logs it once and retries with a
+//! doubling wait.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, SystemTime},
+};
 
 use super::{
     decide::{Action, Exit, ImagePlan, image_plan},
     stop::{ignore_not_found, remove_sandbox},
     worker::Worker,
 };
-use crate::cri::{CriError, api, translate};
+use crate::cri::{
+    CriError, SharedCri, api,
+    host::Host,
+    pod_cgroup,
+    resources::{self, PodCgroups},
+    security, translate,
+};
 
 impl Worker {
     pub(super) async fn execute(&mut self, action: Action) -> Result<(), CriError> {
@@ -21,7 +32,9 @@ impl Worker {
                 }
                 let log_dir = translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod);
                 let _ = std::fs::create_dir_all(&log_dir);
-                let config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, attempt);
+                let cgroups = self.pod_cgroups().await?;
+                let config =
+                    translate::sandbox_config_in(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, attempt, cgroups);
                 let id = match runtime.run_sandbox(config.clone()).await {
                     // After a crash the runtime may still hold the name for a sandbox we no longer
                     // list; remove the holder and try once more (ENVIRONMENT.md).
@@ -89,16 +102,32 @@ impl Worker {
         let runtime = self.ctx.runtime.clone();
         let container = self.pod.container(name).expect("decide names the pod's containers").clone();
         let image = container.image.clone().unwrap_or_default();
-        let sandbox_config = translate::sandbox_config(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0);
+        let cgroups = self.pod_cgroups().await?;
+        let sandbox_config =
+            translate::sandbox_config_in(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, 0, cgroups);
 
         if let Err(e) = self.ensure_image(&image, container.image_pull_policy.as_deref(), &sandbox_config).await {
             self.waiting.insert(name.to_owned(), "ErrImagePull".into());
             self.ctx.events.warning(&self.pod, "Failed", format!("Failed to pull image \"{image}\": {e}"));
             return Err(e);
         }
+        if let Some(problem) = self.config_problem(&container, &image).await? {
+            self.waiting.insert(name.to_owned(), "CreateContainerConfigError".into());
+            self.ctx.events.warning(&self.pod, "Failed", format!("Error: {problem}"));
+            return Err(CriError::Rpc {
+                rpc: "CreateContainer",
+                endpoint: runtime.endpoint().into(),
+                code: tonic::Code::FailedPrecondition,
+                message: problem,
+            });
+        }
         let volumes_dir = translate::empty_dir_root(&self.ctx.root_dir, &self.pod);
+        let fs_group = self.pod.spec().security_context.as_ref().and_then(|s| s.fs_group);
         for volume in self.pod.spec().volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
-            let _ = std::fs::create_dir_all(volumes_dir.join(&volume.name));
+            let dir = volumes_dir.join(&volume.name);
+            if let Err(e) = security::prepare_empty_dir(&dir, fs_group) {
+                tracing::warn!(volume = %volume.name, error = %e, "cannot set up emptyDir");
+            }
         }
         let _ = std::fs::create_dir_all(translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod).join(name));
         if !self.pod.host_network() && !self.ips.contains_key(sandbox_id) {
@@ -108,6 +137,7 @@ impl Worker {
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
         let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
         let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        let oom_score_adj = config.linux.as_ref().and_then(|l| l.resources.as_ref()).map_or(0, |r| r.oom_score_adj);
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,
             Err(e) => {
@@ -124,6 +154,7 @@ impl Worker {
             return Err(e);
         }
         self.ctx.events.normal(&self.pod, "Started", format!("Started container {name}"));
+        report_oom_score_clamp(runtime.clone(), id.clone(), oom_score_adj);
         self.waiting.remove(name);
         if restart_count > 0 {
             self.backoff.record_restart(name, SystemTime::now());
@@ -132,6 +163,47 @@ impl Worker {
         self.ctx.metrics.containers_started.inc();
         tracing::info!(container = %name, id = %id, restart_count, "container started");
         Ok(())
+    }
+
+    /// Where this pod's cgroup goes (the runtime's driver is asked once per daemon); with kubelet's
+    /// cgroupfs layout, the pod cgroup is created and its values written first.
+    async fn pod_cgroups(&self) -> Result<PodCgroups, CriError> {
+        static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+        let host = Host::current();
+        let driver = self.ctx.runtime.cgroup_driver().await?;
+        let cgroups = resources::pod_cgroups(driver, host.cgroup_v2);
+        if !ANNOUNCED.swap(true, Ordering::Relaxed) {
+            tracing::info!(?driver, cgroup_v2 = host.cgroup_v2, layout = ?cgroups, "pod cgroups");
+        }
+        if cgroups == PodCgroups::Cgroupfs {
+            let spec = self.pod.spec();
+            let parent = cgroups.parent(spec, &self.pod.uid);
+            let values = resources::pod_cgroup(spec);
+            if let Err(e) = pod_cgroup::ensure(Path::new(pod_cgroup::CGROUP_ROOT), &parent, &values, host.cpus) {
+                tracing::warn!(cgroup = %parent, error = %e, "cannot write the pod's cgroup values");
+            }
+        }
+        Ok(cgroups)
+    }
+
+    /// kubelet's checks before a container is created (`security::config_problem`): AppArmor
+    /// asked for where the host has none, runAsNonRoot with a root user. The image's user is
+    /// asked of the runtime only when runAsNonRoot needs it.
+    async fn config_problem(
+        &self,
+        container: &k8s_openapi::api::core::v1::Container,
+        image: &str,
+    ) -> Result<Option<String>, CriError> {
+        let spec = self.pod.spec();
+        let image_status = if security::needs_image_user(spec, container) {
+            self.ctx.runtime.image_status(image).await?
+        } else {
+            None
+        };
+        let image_user = image_status.as_ref().map(|i| (i.uid.as_ref().map(|u| u.value), i.username.as_str()));
+        // kubelet's format.Pod: name_namespace(uid).
+        let pod = format!("{}_{}({})", self.pod.name(), self.pod.namespace(), self.pod.uid);
+        Ok(security::config_problem(&pod, &self.pod.annotations(), spec, container, Host::current(), image_user))
     }
 
     /// Makes the image ready as `decide::image_plan` says.
@@ -168,6 +240,32 @@ impl Worker {
             },
         }
     }
+}
+
+/// Once per daemon, after the first container that asked for a negative oom_score_adj
+/// (Guaranteed or node-critical pods: -997) started: if its process got another score, say so.
+/// containerd's `restrict_oom_score_adj` (needed where nothing may lower a score, as without
+/// CAP_SYS_RESOURCE) raises every container to containerd's own score.
+fn report_oom_score_clamp(runtime: SharedCri, id: String, asked: i64) {
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    if asked >= 0 || CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    tokio::spawn(async move {
+        let pid = runtime.container_pid(&id).await.ok().flatten();
+        let path = pid.map(|pid| format!("/proc/{pid}/oom_score_adj"));
+        let got = path.and_then(|p| std::fs::read_to_string(p).ok()).and_then(|s| s.trim().parse::<i64>().ok());
+        match got {
+            Some(got) if got != asked => tracing::warn!(
+                container = %id,
+                asked,
+                got,
+                "the runtime clamps oom_score_adj (containerd's restrict_oom_score_adj keeps containers at or above its own score); said once"
+            ),
+            Some(_) => {}
+            None => CHECKED.store(false, Ordering::Relaxed), // not seen: the next such container tells
+        }
+    });
 }
 
 /// The sandbox ID in containerd's `name "..." is reserved for "<id>"` error.
@@ -208,7 +306,7 @@ mod tests {
     }
 
     async fn sandbox(fake: &FakeCri, pod: &StaticPod) -> String {
-        fake.run_sandbox(translate::sandbox_config(pod, "n", std::path::Path::new("/tmp"), 0)).await.unwrap()
+        fake.run_sandbox(translate::sandbox_config(pod, "n", Path::new("/tmp"), 0)).await.unwrap()
     }
 
     fn start(sandbox_id: &str) -> Action {
@@ -324,6 +422,115 @@ mod tests {
 
         assert!(fake.calls().contains(&format!("RemoveContainer {id}")));
         assert!(fake.containers().is_empty());
+    }
+
+    fn secured_pod(security: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: true\n  securityContext: {security}\n  containers:\n  - {{name: app, image: \"{IMAGE}\", imagePullPolicy: IfNotPresent}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    #[tokio::test]
+    async fn run_as_non_root_with_a_root_image_is_a_config_error_and_creates_nothing() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let p = secured_pod("{runAsNonRoot: true}");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p.clone());
+
+        let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        let expected = format!(
+            "container has runAsNonRoot and image will run as root (pod: \"p-n_default({})\", container: app)",
+            p.uid
+        );
+        assert_eq!(error.message(), expected);
+        assert_eq!(w.waiting["app"], "CreateContainerConfigError");
+        let calls = fake.calls();
+        assert!(calls.contains(&format!("ImageStatus {IMAGE}")), "the image's user is asked: {calls:?}");
+        assert!(!calls.iter().any(|c| c.starts_with("CreateContainer")), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn run_as_non_root_runs_an_image_with_a_non_root_uid() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        fake.set_image_user(IMAGE, Some(65534), "");
+        let p = secured_pod("{runAsNonRoot: true}");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        w.execute(start(&sandbox_id)).await.unwrap();
+
+        assert_eq!(fake.containers(), [("container-2".into(), api::ContainerState::ContainerRunning)]);
+        assert!(w.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn run_as_non_root_refuses_names_it_cannot_check_and_a_root_run_as_user() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        fake.set_image_user(IMAGE, None, "nobody");
+        for (security, message, asks_image) in [
+            ("{runAsNonRoot: true}", "image has non-numeric user (nobody), cannot verify user is non-root", true),
+            ("{runAsNonRoot: true, runAsUser: 0}", "container's runAsUser breaks non-root policy", false),
+        ] {
+            let p = secured_pod(security);
+            let sandbox_id = sandbox(&fake, &p).await;
+            let before = fake.calls().len();
+            let (mut w, _dir) = worker(fake.clone(), p);
+
+            let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+            assert!(error.message().contains(message), "{security}: {error}");
+            assert_eq!(w.waiting["app"], "CreateContainerConfigError");
+            let calls = &fake.calls()[before..];
+            assert_eq!(
+                calls.iter().any(|c| c == &format!("ImageStatus {IMAGE}") && asks_image),
+                asks_image,
+                "{calls:?}"
+            );
+            assert!(!calls.iter().any(|c| c.starts_with("CreateContainer")), "{calls:?}");
+        }
+        // runAsUser 1000 needs no image user and passes.
+        let p = secured_pod("{runAsNonRoot: true, runAsUser: 1000}");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+        w.execute(start(&sandbox_id)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_apparmor_profile_without_apparmor_on_the_host_is_a_config_error() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let p = secured_pod("{appArmorProfile: {type: RuntimeDefault}}");
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        let result = w.execute(start(&sandbox_id)).await;
+
+        if Host::current().apparmor {
+            result.unwrap();
+        } else {
+            assert_eq!(result.unwrap_err().message(), security::APPARMOR_DISABLED);
+            assert_eq!(w.waiting["app"], "CreateContainerConfigError");
+            assert!(!fake.calls().iter().any(|c| c.starts_with("CreateContainer")));
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_dirs_are_world_writable_and_owned_by_the_fs_group() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: true\n  securityContext: {{fsGroup: 2000}}\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n  containers:\n  - {{name: app, image: \"{IMAGE}\", imagePullPolicy: IfNotPresent, volumeMounts: [{{name: scratch, mountPath: /s}}]}}\n"
+        );
+        let p = parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0);
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, dir) = worker(fake.clone(), p.clone());
+
+        w.execute(start(&sandbox_id)).await.unwrap();
+
+        let scratch = translate::empty_dir_root(&dir.path().join("root"), &p).join("scratch");
+        let meta = std::fs::metadata(&scratch).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o7777, meta.gid()), (0o2777, 2000));
     }
 
     #[test]

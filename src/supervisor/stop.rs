@@ -13,7 +13,12 @@ use super::{
     worker::{RETRY_MAX, RETRY_MIN},
 };
 use crate::{
-    cri::{ContainerState, Cri, CriError, RuntimePod, labels},
+    cri::{
+        ContainerState, Cri, CriError, RuntimePod,
+        host::Host,
+        labels, pod_cgroup,
+        resources::{PodCgroups, pod_cgroups},
+    },
     manifest::{StaticPod, is_sidecar},
     retry::{Doubling, LogOnce},
 };
@@ -30,6 +35,7 @@ pub(super) async fn stop_pod(ctx: &Context, pod: &StaticPod, shutdown: &Cancella
     kill_until_gone(ctx, &pod.uid, pod.grace_period(), &sidecars, shutdown).await;
     if !shutdown.is_cancelled() {
         let _ = std::fs::remove_dir_all(ctx.root_dir.join("pods").join(&pod.uid));
+        remove_pod_cgroup(ctx, &pod.uid).await;
         tracing::info!("pod stopped");
     }
 }
@@ -47,9 +53,20 @@ pub async fn stop_orphan(ctx: Arc<Context>, rt: RuntimePod, shutdown: Cancellati
             .unwrap_or(Duration::from_secs(30));
         tracing::info!(grace_seconds = grace.as_secs(), "stopping pod that no manifest defines");
         kill_until_gone(&ctx, &rt.uid, grace, &[], &shutdown).await;
+        if !shutdown.is_cancelled() {
+            remove_pod_cgroup(&ctx, &rt.uid).await;
+        }
     }
     .instrument(span)
     .await
+}
+
+/// The pod cgroup staticlet created (kubelet's cgroupfs layout only), once the pod is gone.
+async fn remove_pod_cgroup(ctx: &Context, uid: &str) {
+    let driver = ctx.runtime.cgroup_driver().await.ok().flatten();
+    if pod_cgroups(driver, Host::current().cgroup_v2) == PodCgroups::Cgroupfs {
+        pod_cgroup::remove(std::path::Path::new(pod_cgroup::CGROUP_ROOT), uid);
+    }
 }
 
 /// Stops every container (SIGTERM, SIGKILL after `grace`) and sandbox of the pod, retrying while

@@ -236,7 +236,8 @@ impl Drop for Daemon {
     }
 }
 
-/// Removes every sandbox this node left in the runtime.
+/// Removes every sandbox this node left in the runtime, and the (then empty) pod cgroups
+/// staticlet made for them, which removing pods behind its back leaves.
 pub fn remove_node_pods(node: &str) {
     let node = node.to_owned();
     let cleanup = async move {
@@ -245,6 +246,9 @@ pub fn remove_node_pods(node: &str) {
             for s in sandboxes {
                 let _ = rt.stop_sandbox(&s.id).await;
                 let _ = rt.remove_sandbox(&s.id).await;
+                if let Some(uid) = s.metadata.as_ref().map(|m| m.uid.as_str()) {
+                    staticlet::cri::pod_cgroup::remove(Path::new(staticlet::cri::pod_cgroup::CGROUP_ROOT), uid);
+                }
             }
         }
     };
