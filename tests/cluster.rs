@@ -408,3 +408,68 @@ fn api_server_away_never_holds_up_static_pods_and_everything_converges_when_it_r
     relay.set(true);
     d.wait_until("the orphan mirror is deleted", Duration::from_secs(60), |d| mirror(d, "static-web").is_none());
 }
+
+fn condition(m: &Value, kind: &str) -> Value {
+    let conditions = m["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    conditions.into_iter().find(|c| c["type"] == kind).map(|c| c["status"].clone()).unwrap_or(Value::Null)
+}
+
+#[test]
+fn readiness_and_liveness_probes_show_in_the_mirror_and_kubectl_with_unhealthy_events() {
+    let _serial = serial();
+    let mut d = cluster_daemon("probes");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    // Ready from 1 s to 4 s after each start, then not; alive until 7 s, then restarted.
+    let script = "sleep 1; touch /tmp/ready /tmp/alive; sleep 3; rm /tmp/ready; sleep 3; rm /tmp/alive; sleep 3600";
+    let manifest = shell_pod("probed", script, "")
+        + "    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1, failureThreshold: 1}\n    \
+           livenessProbe: {exec: {command: [cat, /tmp/alive]}, initialDelaySeconds: 2, periodSeconds: 1, failureThreshold: 2}\n";
+    d.write_manifest("probed.yaml", &manifest);
+
+    wait_mirror(&d, "probed", "is Ready", |m| condition(m, "Ready") == "True" && running(m));
+    let m = wait_mirror(&d, "probed", "is running but not Ready", |m| {
+        condition(m, "Ready") == "False" && m["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    assert_eq!(condition(&m, "ContainersReady"), "False");
+    let (_, out, _) = kubectl(&["get", "pod", &format!("probed-{}", d.node)]);
+    assert!(out.lines().any(|l| l.contains("0/1") && l.contains("Running")), "kubectl shows READY 0/1:\n{out}");
+
+    wait_mirror(&d, "probed", "restarted by its liveness probe", |m| {
+        m["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+    });
+    d.wait_until("Unhealthy and Killing events", Duration::from_secs(30), |d| {
+        let out = events_about(&format!("probed-{}", d.node));
+        out.contains("Unhealthy")
+            && out.contains("Readiness probe failed")
+            && out.contains("Liveness probe failed")
+            && out.contains("failed liveness probe, will be restarted")
+    });
+}
+
+#[test]
+fn init_containers_show_as_init_status_and_init_container_statuses_in_the_mirror() {
+    let _serial = serial();
+    let mut d = cluster_daemon("initmirror");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    let init = format!(
+        "  initContainers:\n  - {{name: wait, image: {image}, command: [sh, -c, 'sleep 4']}}\n",
+        image = image()
+    );
+    let manifest = shell_pod("staged", "sleep 3600", &init);
+    d.write_manifest("staged.yaml", &manifest);
+    let m = wait_mirror(&d, "staged", "is initializing", |m| condition(m, "Initialized") == "False");
+    assert_eq!(m["status"]["initContainerStatuses"][0]["name"], "wait");
+    assert_eq!(m["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
+    let (_, out, _) = kubectl(&["get", "pod", &format!("staged-{}", d.node)]);
+    assert!(out.contains("Init:0/1"), "kubectl shows Init:0/1:\n{out}");
+
+    let m = wait_mirror(&d, "staged", "is initialized and running", |m| {
+        condition(m, "Initialized") == "True" && running(m)
+    });
+    let init_status = &m["status"]["initContainerStatuses"][0];
+    assert_eq!(init_status["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(init_status["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init_status["ready"], true);
+}
