@@ -11,8 +11,16 @@ use serde_json::Value;
 use super::{FieldError, fields};
 
 /// Downward-API fields a static pod can be given without an API server.
-pub const SUPPORTED_FIELD_REFS: &[&str] =
-    &["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "status.podIP", "status.hostIP"];
+pub const SUPPORTED_FIELD_REFS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "status.podIP",
+    "status.podIPs",
+    "status.hostIP",
+    "status.hostIPs",
+];
 
 /// `document` is the pod as written, `pod` the same decoded and defaulted.
 pub fn validate_pod(document: &Value, pod: &Pod) -> Result<(), Vec<FieldError>> {
@@ -80,6 +88,11 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     if let Some(problem) = spec.dns_policy.as_deref().and_then(dns_policy_problem) {
         err("spec.dnsPolicy".into(), problem);
     }
+    if let Some(seconds) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&seconds)
+    {
+        err("spec.activeDeadlineSeconds".into(), format!("{seconds} is not between 1 and {}", i32::MAX));
+    }
     // kubelet's admission refuses a pod for another OS (it would not run here anyway).
     if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
         && os != "linux"
@@ -111,6 +124,10 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
             err(format!("{field}.name"), format!("duplicate container name {:?}", container.name));
         }
         for (f, m) in container_problems(container, &volume_names) {
+            err(format!("{field}.{f}"), m);
+        }
+        let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+        for (f, m) in crate::hook::container_hooks(container, grace).err().into_iter().flatten() {
             err(format!("{field}.{f}"), m);
         }
     }

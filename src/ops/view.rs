@@ -29,6 +29,11 @@ pub struct PodView {
     /// Why the API server has no mirror of this pod (admission refused it, ...).
     #[serde(default)]
     pub mirror_error: Option<String>,
+    /// Why the pod failed as a whole (`DeadlineExceeded`), and kubelet's message for it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +52,9 @@ pub struct ContainerView {
     /// When the current container was created or started (RFC 3339).
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// A terminated container's termination message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl PodView {
@@ -55,12 +63,14 @@ impl PodView {
             .containers
             .iter()
             .map(|c| {
-                let (kind, finished_at) = match &c.phase {
-                    ContainerPhase::Waiting { .. } => ("Waiting", None),
-                    ContainerPhase::Running => ("Running", None),
-                    ContainerPhase::Terminated { finished_at, .. } => {
-                        ("Terminated", finished_at.map(|t| t.to_string()))
-                    }
+                let (kind, finished_at, message) = match &c.phase {
+                    ContainerPhase::Waiting { .. } => ("Waiting", None, None),
+                    ContainerPhase::Running => ("Running", None, None),
+                    ContainerPhase::Terminated { finished_at, message, .. } => (
+                        "Terminated",
+                        finished_at.map(|t| t.to_string()),
+                        (!message.is_empty()).then(|| message.clone()),
+                    ),
                 };
                 ContainerView {
                     name: c.name.clone(),
@@ -74,6 +84,7 @@ impl PodView {
                     image_ref: c.image_ref.clone(),
                     started_at: c.started_at.map(|t| t.to_string()),
                     finished_at,
+                    message,
                 }
             })
             .collect();
@@ -93,6 +104,8 @@ impl PodView {
             manifest_error: None,
             last_error: state.last_error.clone(),
             mirror_error: None,
+            reason: state.reason.as_ref().map(|(reason, _)| reason.clone()),
+            message: state.reason.as_ref().map(|(_, message)| message.clone()),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::{
     decide::{Action, Exit, ImagePlan, image_plan},
     stop::{ignore_not_found, remove_sandbox},
+    termination,
     worker::Worker,
 };
 use crate::cri::{CriError, api, translate};
@@ -57,7 +58,7 @@ impl Worker {
                     format!("Container {name} failed {} probe, will be restarted", probe.word().to_lowercase());
                 tracing::info!(container = %name, probe = probe.word(), grace_seconds = grace.as_secs(), "killing unhealthy container");
                 self.ctx.events.normal(&self.pod, "Killing", message);
-                ignore_not_found(runtime.stop_container(&id, grace).await)
+                self.kill_container(&id, &name, grace).await
             }
             Action::InspectExit { id } => {
                 let status = runtime.container_status(&id).await?;
@@ -68,7 +69,8 @@ impl Worker {
                 };
                 let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
                 tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
-                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason });
+                let message = termination::read(&status, self.pod.spec().containers.iter().find(|c| c.name == name));
+                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason, message });
                 Ok(())
             }
             Action::Cleanup { containers, sandboxes } => {
@@ -107,8 +109,10 @@ impl Worker {
             self.ips.insert(sandbox_id.to_owned(), ip);
         }
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
-        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
-        let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        let node_ip = &self.ctx.node_ip;
+        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, node_ip, volumes_dir: &volumes_dir };
+        let mut config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        config.mounts.extend(termination::prepare(&self.ctx.root_dir, &self.pod, &container, restart_count));
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,
             Err(e) => {
@@ -132,7 +136,7 @@ impl Worker {
         }
         self.ctx.metrics.containers_started.inc();
         tracing::info!(container = %name, id = %id, restart_count, "container started");
-        Ok(())
+        self.post_start(&id, name, sandbox_id).await
     }
 
     /// Makes the image ready as `decide::image_plan` says.

@@ -31,6 +31,9 @@ pub struct PodState {
     pub containers: Vec<ContainerStatus>,
     /// The last error carrying out an action (image pull, container start, runtime down).
     pub last_error: Option<String>,
+    /// Why the pod failed as a whole (`DeadlineExceeded`), with kubelet's message: the pod's
+    /// phase is then Failed, and this is its STATUS.
+    pub reason: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +56,17 @@ pub struct ContainerStatus {
 /// v1 ContainerState, with kubelet's reasons.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContainerPhase {
-    Waiting { reason: String },
+    Waiting {
+        reason: String,
+    },
     Running,
-    Terminated { exit_code: i32, reason: String, finished_at: Option<Timestamp> },
+    /// `message`: the termination message ("" if none).
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        message: String,
+        finished_at: Option<Timestamp>,
+    },
 }
 
 impl ContainerPhase {
@@ -119,6 +130,7 @@ pub fn observe(inputs: &Inputs) -> PodState {
                         ContainerPhase::Terminated {
                             exit_code: exit.code,
                             reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
+                            message: exit.message.clone(),
                             finished_at: Timestamp::try_from(exit.finished).ok(),
                         }
                     };
@@ -162,6 +174,7 @@ pub fn observe(inputs: &Inputs) -> PodState {
         terminating: inputs.terminating,
         containers,
         last_error: None,
+        reason: None,
     }
 }
 
@@ -184,6 +197,9 @@ impl PodState {
     pub fn status(&self) -> String {
         if self.terminating {
             return "Terminating".into();
+        }
+        if let Some((reason, _)) = &self.reason {
+            return reason.clone();
         }
         let containers = &self.containers;
         let all_terminated = containers.iter().all(|c| c.phase.exit_code().is_some());
@@ -243,7 +259,7 @@ mod tests {
     }
 
     fn terminated(code: i32, reason: &str) -> ContainerPhase {
-        ContainerPhase::Terminated { exit_code: code, reason: reason.into(), finished_at: None }
+        ContainerPhase::Terminated { exit_code: code, reason: reason.into(), message: String::new(), finished_at: None }
     }
 
     fn pod(containers: Vec<ContainerStatus>, terminating: bool) -> PodState {
@@ -258,6 +274,7 @@ mod tests {
             terminating,
             containers,
             last_error: None,
+            reason: None,
         }
     }
 
@@ -276,6 +293,9 @@ mod tests {
             assert_eq!(pod(containers.clone(), false).status(), expected, "{containers:?}");
         }
         assert_eq!(pod(vec![c(Running)], true).status(), "Terminating");
+        let mut failed = pod(vec![c(terminated(143, "Error"))], false);
+        failed.reason = Some(("DeadlineExceeded".into(), "too long".into()));
+        assert_eq!(failed.status(), "DeadlineExceeded", "the pod's reason names its status");
     }
 
     #[test]
