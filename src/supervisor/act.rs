@@ -51,7 +51,12 @@ impl Worker {
                     let _ = runtime.remove_container(&id).await;
                     return Err(e);
                 }
-                Ok(())
+                let snapshot = self.ctx.observer.latest();
+                let created = snapshot.pod(&self.pod.uid).and_then(|p| p.containers.iter().find(|c| c.id == id));
+                match created.map(|c| (c.name.clone(), c.sandbox_id.clone())) {
+                    Some((name, sandbox_id)) => self.post_start(&id, &name, &sandbox_id).await,
+                    None => Ok(()),
+                }
             }
             Action::KillUnhealthy { id, name, probe, grace } => {
                 let message =
