@@ -118,7 +118,8 @@ fn measure(
     pods: usize,
     window: u64,
 ) {
-    let ready_probe = "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1, failureThreshold: 1}\n";
+    let ready_probe =
+        "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1, failureThreshold: 1}\n";
     write(manifests, "r.yaml", &pod("r", "touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait", ready_probe));
     let (not_ready, restarted, startup) = block_on(async {
         let client = Client::try_default().await.expect("KUBECONFIG (admin)");
@@ -149,7 +150,8 @@ fn measure(
             until(&mirror, true).await;
         }
 
-        let live_probe = "    livenessProbe: {exec: {command: [test, -f, /tmp/alive]}, periodSeconds: 1, failureThreshold: 1}\n";
+        let live_probe =
+            "    livenessProbe: {exec: {command: [test, -f, /tmp/alive]}, periodSeconds: 1, failureThreshold: 1}\n";
         let mut restarted = vec![];
         for i in 0..5 {
             let name = format!("l{i}");

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod desired;
+pub mod hook;
 pub mod logs;
 pub mod manifest;
 pub mod mirror;

@@ -22,10 +22,18 @@ struct State {
     images: BTreeSet<String>,
     /// The user each image runs as (`uid`, `username`), for ImageStatus.
     image_users: HashMap<String, (Option<i64>, String)>,
+    /// Each sandbox's log directory, and each container's mounts and full log path, as
+    /// ContainerStatus reports them.
+    log_dirs: HashMap<String, String>,
+    mounts: HashMap<String, (Vec<api::Mount>, String)>,
+    /// The grace of every StopContainer, by container ID.
+    stop_graces: Vec<(String, Duration)>,
     calls: Vec<(String, tokio::time::Instant)>,
     failures: HashMap<&'static str, VecDeque<CriError>>,
     next_id: u64,
     clock: i64,
+    /// Added to `clock` for creation times (0: times near the epoch; see `use_wall_clock`).
+    clock_base: i64,
 }
 
 #[derive(Default)]
@@ -91,6 +99,23 @@ impl FakeCri {
         state.containers.iter().map(|c| (c.id.clone(), api::ContainerState::try_from(c.state).unwrap())).collect()
     }
 
+    /// Creation times from now on are the wall clock's (plus a nanosecond per call), for tests of
+    /// rules that compare them with `SystemTime::now()` (activeDeadlineSeconds).
+    pub fn use_wall_clock(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+        self.state().clock_base = now.as_nanos() as i64;
+    }
+
+    /// Every StopContainer so far: the container and the grace (SIGKILL timeout) it was given.
+    pub fn stop_graces(&self) -> Vec<(String, Duration)> {
+        self.state().stop_graces.clone()
+    }
+
+    /// The config's mounts of container `id`, as it was created.
+    pub fn mounts(&self, id: &str) -> Vec<api::Mount> {
+        self.state().mounts.get(id).map(|(m, _)| m.clone()).unwrap_or_default()
+    }
+
     /// ExecSync in container `id` answers this from now on.
     pub fn set_exec_result(&self, id: &str, exit_code: i32, output: &str) {
         self.state().exec_results.insert(id.into(), ExecResult { exit_code, output: output.into() });
@@ -149,12 +174,13 @@ impl Cri for FakeCri {
         let sandbox = api::PodSandbox {
             id: id.clone(),
             state: api::PodSandboxState::SandboxReady as i32,
-            created_at: state.clock,
+            created_at: state.clock_base + state.clock,
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             metadata: config.metadata.clone(),
             ..Default::default()
         };
+        state.log_dirs.insert(id.clone(), config.log_directory.clone());
         state.sandboxes.push(sandbox);
         Ok(id)
     }
@@ -202,11 +228,15 @@ impl Cri for FakeCri {
             return Err(not_found("CreateContainer", sandbox_id));
         }
         let id = state.new_id("container-");
+        let log_dir = state.log_dirs.get(sandbox_id).cloned().unwrap_or_default();
+        let log_path =
+            if config.log_path.is_empty() { String::new() } else { format!("{log_dir}/{}", config.log_path) };
+        state.mounts.insert(id.clone(), (config.mounts.clone(), log_path));
         let container = api::Container {
             id: id.clone(),
             pod_sandbox_id: sandbox_id.into(),
             state: api::ContainerState::ContainerCreated as i32,
-            created_at: state.clock,
+            created_at: state.clock_base + state.clock,
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             metadata: config.metadata.clone(),
@@ -224,8 +254,9 @@ impl Cri for FakeCri {
         Ok(())
     }
 
-    async fn stop_container(&self, id: &str, _grace: Duration) -> Result<(), CriError> {
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
         let mut state = self.call("StopContainer", id)?;
+        state.stop_graces.push((id.into(), grace));
         let c = state.containers.iter_mut().find(|c| c.id == id).ok_or_else(|| not_found("StopContainer", id))?;
         c.state = api::ContainerState::ContainerExited as i32;
         state.exit_codes.entry(id.into()).or_insert(143);
@@ -242,7 +273,10 @@ impl Cri for FakeCri {
         let state = self.call("ContainerStatus", id)?;
         let c = state.containers.iter().find(|c| c.id == id).ok_or_else(|| not_found("ContainerStatus", id))?;
         let code = state.exit_codes.get(id).copied().unwrap_or(0);
+        let (mounts, log_path) = state.mounts.get(id).cloned().unwrap_or_default();
         Ok(api::ContainerStatus {
+            mounts,
+            log_path,
             id: id.into(),
             metadata: c.metadata.clone(),
             state: c.state,

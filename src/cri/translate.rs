@@ -26,7 +26,10 @@ use crate::manifest::StaticPod;
 /// What a container's config depends on beyond the pod itself.
 pub struct ContainerContext<'a> {
     pub restart_count: u32,
+    /// The sandbox's IP ("" on the host network).
     pub pod_ip: &'a str,
+    /// The node's IP: status.hostIP, and status.podIP on the host network.
+    pub node_ip: &'a str,
     /// Where emptyDir volumes of this pod live on the host.
     pub volumes_dir: &'a Path,
 }
@@ -132,7 +135,7 @@ pub fn container_config_on(
     container: &Container,
     ctx: &ContainerContext,
 ) -> api::ContainerConfig {
-    let env = environment(pod, node, container, ctx.pod_ip);
+    let env = environment(pod, node, container, ctx);
     let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, &lookup)).collect();
 
@@ -199,7 +202,9 @@ fn protocol(name: Option<&str>) -> Protocol {
 
 /// The container's environment in order, with `$(VAR)` references to earlier variables expanded
 /// and the supported downward-API fields filled in.
-fn environment(pod: &StaticPod, node: &str, container: &Container, pod_ip: &str) -> Vec<(String, String)> {
+fn environment(pod: &StaticPod, node: &str, container: &Container, ctx: &ContainerContext) -> Vec<(String, String)> {
+    // A host-network pod's IP is the node's, as kubelet reports it.
+    let pod_ip = if pod.host_network() { ctx.node_ip } else { ctx.pod_ip };
     let mut env: Vec<(String, String)> = Vec::new();
     for var in container.env.iter().flatten() {
         let value = match var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
@@ -208,7 +213,9 @@ fn environment(pod: &StaticPod, node: &str, container: &Container, pod_ip: &str)
                 "metadata.namespace" => pod.namespace().to_owned(),
                 "metadata.uid" => pod.uid.clone(),
                 "spec.nodeName" => node.to_owned(),
-                "status.podIP" | "status.hostIP" => pod_ip.to_owned(),
+                // One IP each (no dual stack): the lists are that IP.
+                "status.podIP" | "status.podIPs" => pod_ip.to_owned(),
+                "status.hostIP" | "status.hostIPs" => ctx.node_ip.to_owned(),
                 _ => String::new(),
             },
             None => {
@@ -332,7 +339,7 @@ spec:
     fn container_gets_expanded_command_env_mounts_and_log_path() {
         let pod = pod(WEB);
         let container = &pod.spec().containers[0];
-        let ctx = ContainerContext { restart_count: 4, pod_ip: "10.0.0.9", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext { restart_count: 4, pod_ip: "", node_ip: "192.0.2.7", volumes_dir: Path::new("/v") };
         let config = container_config(&pod, "Node-A", container, &ctx);
         assert_eq!(config.command, ["httpd", "-f", "-p", "8080"]);
         let env: Vec<(&str, &str)> = config.envs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
@@ -403,7 +410,7 @@ spec:
     #[test]
     fn container_gets_kubelets_resources_and_effective_security_context() {
         let pod = pod(SECURED);
-        let ctx = ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext { restart_count: 0, pod_ip: "", node_ip: "10.0.0.1", volumes_dir: Path::new("/v") };
         let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
         let linux = config.linux.unwrap();
         let r = linux.resources.unwrap();
@@ -421,6 +428,26 @@ spec:
         assert_eq!(sc.supplemental_groups, [2000]);
         assert_eq!(sc.masked_paths.first().map(String::as_str), Some("/proc/asound"));
         assert_eq!(sc.namespace_options.unwrap().pid, NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn ip_field_refs_give_the_node_ip_as_host_ip_and_on_the_host_network_as_pod_ip() {
+        let env_of = |host_network: bool, pod_ip: &str| {
+            let fields = ["status.podIP", "status.podIPs", "status.hostIP", "status.hostIPs"];
+            let vars: String = fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| format!("    - {{name: V{i}, valueFrom: {{fieldRef: {{fieldPath: {f}}}}}}}\n"))
+                .collect();
+            let p = pod(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: {host_network}\n  containers:\n  - name: c\n    image: i\n    env:\n{vars}"
+            ));
+            let ctx = ContainerContext { restart_count: 0, pod_ip, node_ip: "192.0.2.7", volumes_dir: Path::new("/v") };
+            let config = container_config(&p, "Node-A", &p.spec().containers[0], &ctx);
+            config.envs.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(env_of(true, ""), ["192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.7"]);
+        assert_eq!(env_of(false, "10.233.0.5"), ["10.233.0.5", "10.233.0.5", "192.0.2.7", "192.0.2.7"]);
     }
 
     #[test]

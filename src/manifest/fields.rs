@@ -62,17 +62,17 @@ const STATUS: &str = "a pod's status is what staticlet observes; a manifest's is
 const WINDOWS: &str = "Windows only; staticlet runs Linux containers";
 const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath or emptyDir)";
 const NO_ATTACH: &str = "not supported by staticlet yet (nothing attaches to a static pod's containers)";
-const NO_TERMINATION_MESSAGE: &str = "not supported by staticlet yet (the termination message is not read)";
 const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main containers; every field under spec.initContainers[] is classified as under spec.containers[], except restartPolicy, and probes and lifecycle are only for sidecars";
 /// Init containers are Containers: their fields are classified as the main containers' are,
 /// except where the table names a `spec.initContainers[]` field of its own.
 const CONTAINERS: &str = "spec.containers[]";
 const INIT: &str = "spec.initContainers[]";
 const APPARMOR: &str = "where the host has AppArmor; elsewhere the container does not start (CreateContainerConfigError: AppArmor is not enabled on the host)";
+const HOOK_TCP: &str = "deprecated, and not run by kubelet (the hook fails when it runs); use exec, httpGet or sleep";
+const STOP_SIGNAL: &str = "the runtime cannot take it: the CRI v1 ContainerConfig staticlet speaks (containerd 1.6's) has no stop signal, so the image's STOPSIGNAL (or SIGTERM) is always sent";
 const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj";
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
-const FIELD_REFS: &str =
-    "one of metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP or status.hostIP";
+const FIELD_REFS: &str = "one of metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP(s) (the node's IP on the host network) or status.hostIP(s) (the node's IP)";
 const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None is refused";
 // Honoured only in part, yet not refused: kubeadm's control-plane manifests set DirectoryOrCreate
 // and FileOrCreate on paths that exist, where the mount is the same as kubelet's, and containerd
@@ -117,7 +117,7 @@ pub const FIELDS: &[Field] = &[
     field("metadata.selfLink", Accepted(SET_BY_API)),
     field("metadata.uid", Honoured("kept as the pod's UID; config.hash stays the content hash")),
     field("spec", Honoured(NONE)),
-    field("spec.activeDeadlineSeconds", Refused(NOT_YET)),
+    field("spec.activeDeadlineSeconds", Honoured("counted from the pod's first sandbox; past it the pod is stopped (preStop hooks and grace honoured), Failed with reason DeadlineExceeded, and never restarted")),
     field("spec.affinity", Accepted(SCHEDULING)),
     field("spec.affinity.nodeAffinity", Accepted(SCHEDULING)),
     field("spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution", Accepted(SCHEDULING)),
@@ -234,9 +234,35 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].image", Honoured(NONE)),
     field("spec.containers[].imagePullPolicy", Honoured("Always with no registry reachable: the local image is used, with a warning")),
     field("spec.containers[].lifecycle", Accepted("holds the hooks below; an empty lifecycle has no effect")),
-    field("spec.containers[].lifecycle.postStart", Refused(NOT_YET)),
-    field("spec.containers[].lifecycle.preStop", Refused(NOT_YET)),
-    field("spec.containers[].lifecycle.stopSignal", Refused(NOT_YET)),
+    field("spec.containers[].lifecycle.postStart", Honoured("run right after the container starts; until it returns the container is not Running; if it fails (FailedPostStartHook) the container is killed and restarted by its restartPolicy")),
+    field("spec.containers[].lifecycle.postStart.exec", Honoured("through CRI ExecSync")),
+    field("spec.containers[].lifecycle.postStart.exec.command", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet", Honoured("any HTTP answer passes, as kubelet's; only a failed request fails the hook")),
+    field("spec.containers[].lifecycle.postStart.httpGet.host", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.httpHeaders", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.httpHeaders[].name", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.httpHeaders[].value", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.path", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.port", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.httpGet.scheme", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.sleep", Honoured(NONE)),
+    field("spec.containers[].lifecycle.postStart.sleep.seconds", Honoured("0 to terminationGracePeriodSeconds")),
+    field("spec.containers[].lifecycle.postStart.tcpSocket", Refused(HOOK_TCP)),
+    field("spec.containers[].lifecycle.preStop", Honoured("run before every stop staticlet makes (manifest removed or edited, liveness kill, failed postStart, activeDeadlineSeconds), within the grace period; the stop signal gets what is left (at least 2 s); a failure (FailedPreStopHook) does not stop the stop")),
+    field("spec.containers[].lifecycle.preStop.exec", Honoured("through CRI ExecSync")),
+    field("spec.containers[].lifecycle.preStop.exec.command", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet", Honoured("any HTTP answer passes, as kubelet's; only a failed request fails the hook")),
+    field("spec.containers[].lifecycle.preStop.httpGet.host", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.httpHeaders", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.httpHeaders[].name", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.httpHeaders[].value", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.path", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.port", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.httpGet.scheme", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.sleep", Honoured(NONE)),
+    field("spec.containers[].lifecycle.preStop.sleep.seconds", Honoured("0 to terminationGracePeriodSeconds")),
+    field("spec.containers[].lifecycle.preStop.tcpSocket", Refused(HOOK_TCP)),
+    field("spec.containers[].lifecycle.stopSignal", Refused(STOP_SIGNAL)),
     field("spec.containers[].livenessProbe", Honoured(NONE)),
     field("spec.containers[].livenessProbe.exec", Honoured(NONE)),
     field("spec.containers[].livenessProbe.exec.command", Honoured(NONE)),
@@ -341,8 +367,8 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].startupProbe.timeoutSeconds", Honoured(NONE)),
     field("spec.containers[].stdin", Refused(NO_ATTACH)),
     field("spec.containers[].stdinOnce", Refused(NO_ATTACH)),
-    field("spec.containers[].terminationMessagePath", Refused(NO_TERMINATION_MESSAGE)),
-    field("spec.containers[].terminationMessagePolicy", Refused(NO_TERMINATION_MESSAGE)),
+    field("spec.containers[].terminationMessagePath", Honoured("/dev/termination-log when unset: a fresh host file under <rootDir>/pods/<uid>/containers/ is mounted there; its last 4096 bytes become the terminated state's message")),
+    field("spec.containers[].terminationMessagePolicy", Honoured("File (the default) or FallbackToLogsOnError: an empty file and a non-zero exit give the last 80 lines (2048 bytes) of the log")),
     field("spec.containers[].tty", Refused(NO_ATTACH)),
     field("spec.containers[].volumeDevices", Refused("raw block devices need a PersistentVolumeClaim, which a static pod cannot use")),
     field("spec.containers[].volumeMounts", Honoured(NONE)),
@@ -517,7 +543,7 @@ fn join(parent: &str, name: &str) -> String {
 }
 
 /// Every refused or unknown field the document sets, named by its path with real indices
-/// (`spec.containers[1].lifecycle.preStop`).
+/// (`spec.containers[1].lifecycle.stopSignal`).
 pub fn refusals(document: &Value) -> Vec<FieldError> {
     let mut walk = Walk { index: &INDEX, found: Vec::new() };
     walk.value(document, "", "");
@@ -707,7 +733,7 @@ mod tests {
              - **honoured**: staticlet acts on it (the note says how, where that is not obvious);\n\
              - **accepted**: it has no effect on a static pod, by design (the note says why);\n\
              - **refused**: a manifest that sets it, even to its default value or an empty list, is refused with \
-             the note as the error, naming the field: `spec.containers[1].lifecycle.preStop: not supported by \
+             the note as the error, naming the field: `spec.containers[1].stdin: not supported by \
              staticlet yet`. The fields under a refused one are not listed.\n\n\
              Only `null` counts as unset. A field in no row (a typo, or a field of a newer Kubernetes) is refused \
              as an unknown field. `[]` stands for the items of a list; a map (`metadata.labels`, \
@@ -757,9 +783,10 @@ mod tests {
     #[test]
     fn a_refused_field_is_named_with_its_real_indices() {
         let mut second = container();
-        second["lifecycle"] = json!({"preStop": {"exec": {"command": ["true"]}}});
+        second["lifecycle"] =
+            json!({"preStop": {"exec": {"command": ["true"]}}, "postStart": {"tcpSocket": {"port": 80}}});
         let document = pod(json!({"containers": [container(), second]}));
-        assert_eq!(errors(&document), ["spec.containers[1].lifecycle.preStop: not supported by staticlet yet"]);
+        assert_eq!(errors(&document), [format!("spec.containers[1].lifecycle.postStart.tcpSocket: {HOOK_TCP}")]);
     }
 
     #[test]
@@ -816,11 +843,13 @@ mod tests {
             "securityContext": {"runAsUser": 1000, "runAsNonRoot": true, "privileged": false,
                                 "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
                                 "seccompProfile": {"type": "RuntimeDefault"}, "procMount": "Default"},
-            "lifecycle": {},
+            "lifecycle": {"postStart": {"httpGet": {"path": "/up", "port": 80, "httpHeaders": [{"name": "X", "value": "y"}]}},
+                          "preStop": {"sleep": {"seconds": 2}}},
+            "terminationMessagePath": "/tmp/msg", "terminationMessagePolicy": "FallbackToLogsOnError",
         });
         let mut document = pod(json!({
             "containers": [web], "hostNetwork": true, "restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 3,
-            "priority": 2000001000, "priorityClassName": "system-node-critical", "preemptionPolicy": "Never",
+            "activeDeadlineSeconds": 600, "priority": 2000001000, "priorityClassName": "system-node-critical", "preemptionPolicy": "Never",
             "schedulerName": "default-scheduler", "nodeName": "elsewhere",
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],

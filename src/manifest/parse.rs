@@ -268,14 +268,46 @@ mod tests {
     }
 
     #[test]
+    fn bad_hooks_and_deadlines_are_refused_naming_the_field() {
+        let c = "{name: c, image: i:1}";
+        for (spec, expected) in [
+            (
+                format!("containers: [{c}, {{name: d, image: i:1, lifecycle: {{preStop: {{}}}}}}]"),
+                "spec.containers[1].lifecycle.preStop: must have exactly one handler",
+            ),
+            (
+                "containers: [{name: d, image: i:1, lifecycle: {preStop: {sleep: {seconds: -2}}}}]".to_string(),
+                "spec.containers[0].lifecycle.preStop.sleep.seconds: -2 must be non-negative",
+            ),
+            (
+                "containers: [{name: d, image: i:1, lifecycle: {postStart: {exec: {command: [x]}, httpGet: {port: 80}}}}]".to_string(),
+                "spec.containers[0].lifecycle.postStart: must have exactly one handler (exec, httpGet or sleep), has 2",
+            ),
+            (
+                "terminationGracePeriodSeconds: 5, containers: [{name: d, image: i:1, lifecycle: {preStop: {sleep: {seconds: 6}}}}]".to_string(),
+                "spec.containers[0].lifecycle.preStop.sleep.seconds: 6 must be non-negative and at most terminationGracePeriodSeconds (5)",
+            ),
+            (
+                "containers: [{name: d, image: i:1, lifecycle: {preStop: {tcpSocket: {port: 80}}}}]".to_string(),
+                "spec.containers[0].lifecycle.preStop.tcpSocket: not supported in a lifecycle hook",
+            ),
+            (
+                format!("activeDeadlineSeconds: 0, containers: [{c}]"),
+                "spec.activeDeadlineSeconds: 0 is not between 1 and 2147483647",
+            ),
+        ] {
+            let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
+            assert!(message.contains(expected), "{spec}: {message}");
+        }
+    }
+
+    #[test]
     fn refused_fields_are_named_with_their_index() {
         let c = "{name: c, image: i:1}";
         for (spec, expected) in [
             (
-                format!(
-                    "containers: [{c}, {{name: d, image: i:1, lifecycle: {{preStop: {{sleep: {{seconds: 1}}}}}}}}]"
-                ),
-                "spec.containers[1].lifecycle.preStop: not supported by staticlet yet",
+                format!("containers: [{c}, {{name: d, image: i:1, lifecycle: {{stopSignal: SIGUSR1}}}}]"),
+                "spec.containers[1].lifecycle.stopSignal: the runtime cannot take it",
             ),
             (
                 "containers: [{name: c, image: i:1, resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]}]"

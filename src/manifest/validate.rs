@@ -15,8 +15,16 @@ use super::{FieldError, fields};
 use crate::cri::resources::Quantity;
 
 /// Downward-API fields a static pod can be given without an API server.
-pub const SUPPORTED_FIELD_REFS: &[&str] =
-    &["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "status.podIP", "status.hostIP"];
+pub const SUPPORTED_FIELD_REFS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "status.podIP",
+    "status.podIPs",
+    "status.hostIP",
+    "status.hostIPs",
+];
 
 /// `document` is the pod as written, `pod` the same decoded and defaulted.
 pub fn validate_pod(document: &Value, pod: &Pod) -> Result<(), Vec<FieldError>> {
@@ -81,6 +89,11 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     if let Some(problem) = spec.dns_policy.as_deref().and_then(dns_policy_problem) {
         err("spec.dnsPolicy".into(), problem);
     }
+    if let Some(seconds) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&seconds)
+    {
+        err("spec.activeDeadlineSeconds".into(), format!("{seconds} is not between 1 and {}", i32::MAX));
+    }
     // kubelet's admission refuses a pod for another OS (it would not run here anyway).
     if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
         && os != "linux"
@@ -131,6 +144,10 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         let problems = container_problems(container, &volume_names);
         let init_problems = if is_init { init_container_problems(container) } else { vec![] };
         for (f, m) in problems.into_iter().chain(init_problems) {
+            err(format!("{field}.{f}"), m);
+        }
+        let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+        for (f, m) in crate::hook::container_hooks(container, grace).err().into_iter().flatten() {
             err(format!("{field}.{f}"), m);
         }
     }

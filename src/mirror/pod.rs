@@ -93,12 +93,17 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
         && containers.iter().all(|c| c.ready)
         && sidecars.clone().all(|c| c.ready);
     let exit_codes: Vec<i32> = containers.iter().filter_map(|c| c.phase.exit_code()).collect();
-    let finished = !containers.is_empty()
-        && exit_codes.len() == containers.len()
-        && exit_codes.iter().all(|code| !policy.restarts_after(*code));
+    // A pod that failed as a whole (DeadlineExceeded) is reported so only once it is stopped.
+    let failed = state.and_then(|v| v.reason.clone());
+    let finished = failed.is_some()
+        || (!containers.is_empty()
+            && exit_codes.len() == containers.len()
+            && exit_codes.iter().all(|code| !policy.restarts_after(*code)));
     let sandbox = state.is_some_and(|v| v.started.is_some());
     let running_or_restarting = containers.iter().any(|c| c.phase.is_running() || c.restart_count > 0);
-    let phase = if finished {
+    let phase = if failed.is_some() {
+        "Failed"
+    } else if finished {
         if exit_codes.iter().all(|code| *code == 0) { "Succeeded" } else { "Failed" }
     } else if running_or_restarting && sandbox {
         "Running"
@@ -163,6 +168,8 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time: state.and_then(|v| v.started).map(Time),
         qos_class: Some(crate::cri::resources::qos(pod.spec()).as_str().into()),
+        reason: failed.as_ref().map(|(reason, _)| reason.clone()),
+        message: failed.map(|(_, message)| message),
         ..Default::default()
     }
 }
@@ -181,10 +188,11 @@ fn container_status(c: &status::ContainerStatus) -> ContainerStatus {
             running: Some(ContainerStateRunning { started_at: c.started_at.map(Time) }),
             ..Default::default()
         },
-        ContainerPhase::Terminated { exit_code, reason, finished_at } => ContainerState {
+        ContainerPhase::Terminated { exit_code, reason, message, finished_at } => ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: *exit_code,
                 reason: Some(reason.clone()),
+                message: (!message.is_empty()).then(|| message.clone()),
                 started_at: c.started_at.map(Time),
                 finished_at: finished_at.map(Time),
                 container_id: container_id.clone(),
@@ -353,6 +361,59 @@ mod tests {
         let pod = parse_manifest(limits_only.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0);
         let status = status_of(&pod, None, "10.0.0.1", Timestamp::UNIX_EPOCH);
         assert_eq!(status.qos_class.as_deref(), Some("Guaranteed"), "requests default to limits");
+    }
+
+    #[test]
+    fn a_pod_failed_past_its_deadline_is_failed_with_its_reason_and_terminated_messages_show() {
+        let pod = static_pod();
+        let container = status::ContainerStatus {
+            name: "c".into(),
+            id: "abc".into(),
+            phase: ContainerPhase::Terminated {
+                exit_code: 143,
+                reason: "Error".into(),
+                message: "drained".into(),
+                finished_at: None,
+            },
+            ready: false,
+            started: false,
+            sidecar: false,
+            restart_count: 0,
+            image: "i:1".into(),
+            image_ref: String::new(),
+            started_at: None,
+        };
+        let state = PodState {
+            namespace: "default".into(),
+            name: "web-n1".into(),
+            uid: pod.uid.clone(),
+            source: String::new(),
+            seen: String::new(),
+            ip: String::new(),
+            started: Some(Timestamp::UNIX_EPOCH),
+            terminating: false,
+            initialized: true,
+            init_containers: vec![],
+            containers: vec![container],
+            last_error: None,
+            reason: Some(("DeadlineExceeded".into(), "too long".into())),
+        };
+        let status = status_of(&pod, Some(&state), "10.0.0.1", Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            (status.phase.as_deref(), status.reason.as_deref(), status.message.as_deref()),
+            (Some("Failed"), Some("DeadlineExceeded"), Some("too long"))
+        );
+        let c = &status.container_statuses.unwrap()[0];
+        let terminated = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((terminated.exit_code, terminated.message.as_deref()), (143, Some("drained")));
+        let mut plain = state;
+        plain.reason = None;
+        let status = status_of(&pod, Some(&plain), "10.0.0.1", Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            (status.phase.as_deref(), status.reason),
+            (Some("Pending"), None),
+            "restartPolicy Always: not finished"
+        );
     }
 
     #[test]

@@ -87,6 +87,8 @@ mod tests {
             manifest_error: None,
             last_error: None,
             mirror_error: Some("no mirror pod: refused".into()),
+            reason: None,
+            message: None,
         }
     }
 

@@ -32,6 +32,11 @@ pub struct PodView {
     /// Why the API server has no mirror of this pod (admission refused it, ...).
     #[serde(default)]
     pub mirror_error: Option<String>,
+    /// Why the pod failed as a whole (`DeadlineExceeded`), and kubelet's message for it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +55,9 @@ pub struct ContainerView {
     /// When the current container was created or started (RFC 3339).
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// A terminated container's termination message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl PodView {
@@ -72,16 +80,20 @@ impl PodView {
             manifest_error: None,
             last_error: state.last_error.clone(),
             mirror_error: None,
+            reason: state.reason.as_ref().map(|(reason, _)| reason.clone()),
+            message: state.reason.as_ref().map(|(_, message)| message.clone()),
         }
     }
 }
 
 impl ContainerView {
     fn of(c: &ContainerStatus) -> Self {
-        let (kind, finished_at) = match &c.phase {
-            ContainerPhase::Waiting { .. } => ("Waiting", None),
-            ContainerPhase::Running => ("Running", None),
-            ContainerPhase::Terminated { finished_at, .. } => ("Terminated", finished_at.map(|t| t.to_string())),
+        let (kind, finished_at, message) = match &c.phase {
+            ContainerPhase::Waiting { .. } => ("Waiting", None, None),
+            ContainerPhase::Running => ("Running", None, None),
+            ContainerPhase::Terminated { finished_at, message, .. } => {
+                ("Terminated", finished_at.map(|t| t.to_string()), (!message.is_empty()).then(|| message.clone()))
+            }
         };
         Self {
             name: c.name.clone(),
@@ -95,6 +107,7 @@ impl ContainerView {
             image_ref: c.image_ref.clone(),
             started_at: c.started_at.map(|t| t.to_string()),
             finished_at,
+            message,
         }
     }
 }

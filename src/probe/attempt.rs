@@ -30,7 +30,7 @@ pub async fn attempt(cri: &dyn Cri, spec: &ProbeSpec, target: &Target<'_>) -> Re
     }
 }
 
-async fn exec(cri: &dyn Cri, id: &str, command: &[String], timeout: Duration) -> Result<(), String> {
+pub(crate) async fn exec(cri: &dyn Cri, id: &str, command: &[String], timeout: Duration) -> Result<(), String> {
     match cri.exec_sync(id, command.to_vec(), timeout).await {
         Ok(r) if r.exit_code == 0 => Ok(()),
         Ok(r) if r.output.trim().is_empty() => Err(format!("command {command:?} exited with {}", r.exit_code)),
@@ -72,16 +72,32 @@ async fn http(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), String> {
+    match http_get(https, host, port, path, headers, timeout, USER_AGENT).await? {
+        200..400 => Ok(()),
+        status => Err(format!("HTTP probe failed with statuscode: {status}")),
+    }
+}
+
+/// One GET to `host:port` + `path` with `headers`, as `user_agent`: the response's status code,
+/// or the transport error in Go's words (`Get "<url>": ...`). Probes and lifecycle hooks share it.
+pub(crate) async fn http_get(
+    https: bool,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+    user_agent: &str,
+) -> Result<u16, String> {
     let scheme = if https { "https" } else { "http" };
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     let url = format!("{scheme}://{}{path}", authority(host, port));
-    let mut request = http_client().get(&url).timeout(timeout);
+    let mut request = http_client().get(&url).timeout(timeout).header(reqwest::header::USER_AGENT, user_agent);
     for (name, value) in headers {
         request = request.header(name, value);
     }
     match request.send().await {
-        Ok(response) if (200..400).contains(&response.status().as_u16()) => Ok(()),
-        Ok(response) => Err(format!("HTTP probe failed with statuscode: {}", response.status().as_u16())),
+        Ok(response) => Ok(response.status().as_u16()),
         Err(e) if e.is_timeout() => Err(format!("Get {url:?}: context deadline exceeded")),
         Err(e) => Err(format!("Get {url:?}: {}", describe(&e))),
     }

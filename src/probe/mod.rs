@@ -11,7 +11,7 @@
 //! or startup probe into `Action::KillUnhealthy`, after which the normal restart path (back-off
 //! included) runs the container again.
 
-mod attempt;
+pub(crate) mod attempt;
 pub mod prober;
 pub mod spec;
 pub mod verdict;

@@ -166,7 +166,7 @@ fn probe_spec(kind: ProbeKind, probe: &Probe, container: &Container) -> Result<P
 }
 
 /// A number, or the name of one of the container's ports (kubeadm >= 1.34 probes `probe-port`).
-fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
     match port {
         IntOrString::Int(n) => {
             u16::try_from(*n).ok().filter(|p| *p > 0).ok_or_else(|| format!("{n} is not between 1 and 65535"))

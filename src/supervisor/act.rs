@@ -12,6 +12,7 @@ use std::{
 use super::{
     decide::{Action, Exit, ImagePlan, image_plan},
     stop::{ignore_not_found, remove_sandbox},
+    termination,
     worker::Worker,
 };
 use crate::cri::{
@@ -63,14 +64,19 @@ impl Worker {
                     let _ = runtime.remove_container(&id).await;
                     return Err(e);
                 }
-                Ok(())
+                let snapshot = self.ctx.observer.latest();
+                let created = snapshot.pod(&self.pod.uid).and_then(|p| p.containers.iter().find(|c| c.id == id));
+                match created.map(|c| (c.name.clone(), c.sandbox_id.clone())) {
+                    Some((name, sandbox_id)) => self.post_start(&id, &name, &sandbox_id).await,
+                    None => Ok(()),
+                }
             }
             Action::KillUnhealthy { id, name, probe, grace } => {
                 let message =
                     format!("Container {name} failed {} probe, will be restarted", probe.word().to_lowercase());
                 tracing::info!(container = %name, probe = probe.word(), grace_seconds = grace.as_secs(), "killing unhealthy container");
                 self.ctx.events.normal(&self.pod, "Killing", message);
-                ignore_not_found(runtime.stop_container(&id, grace).await)
+                self.kill_container(&id, &name, grace).await
             }
             Action::InspectExit { id } => {
                 let status = runtime.container_status(&id).await?;
@@ -81,7 +87,8 @@ impl Worker {
                 };
                 let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
                 tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
-                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason });
+                let message = termination::read(&status, self.pod.spec().containers.iter().find(|c| c.name == name));
+                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason, message });
                 Ok(())
             }
             Action::Cleanup { containers, sandboxes } => {
@@ -135,8 +142,10 @@ impl Worker {
             self.ips.insert(sandbox_id.to_owned(), ip);
         }
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
-        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
-        let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        let node_ip = &self.ctx.node_ip;
+        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, node_ip, volumes_dir: &volumes_dir };
+        let mut config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        config.mounts.extend(termination::prepare(&self.ctx.root_dir, &self.pod, &container, restart_count));
         let oom_score_adj = config.linux.as_ref().and_then(|l| l.resources.as_ref()).map_or(0, |r| r.oom_score_adj);
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,
@@ -162,7 +171,7 @@ impl Worker {
         }
         self.ctx.metrics.containers_started.inc();
         tracing::info!(container = %name, id = %id, restart_count, "container started");
-        Ok(())
+        self.post_start(&id, name, sandbox_id).await
     }
 
     /// Where this pod's cgroup goes (the runtime's driver is asked once per daemon); with kubelet's

@@ -21,6 +21,8 @@ pub struct Exit {
     pub code: i32,
     pub finished: SystemTime,
     pub reason: String,
+    /// The terminated state's message (the termination message, `supervisor::termination`).
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +282,7 @@ mod tests {
     }
 
     fn exit(code: i32, secs: u64) -> Exit {
-        Exit { code, finished: at(secs), reason: String::new() }
+        Exit { code, finished: at(secs), reason: String::new(), message: String::new() }
     }
 
     fn decide(

@@ -5,15 +5,20 @@
 //!
 //! - `worker`: the per-pod loop (observe, decide, act, publish the typed `status::PodState`);
 //! - `act`: carrying out one action through CRI; `stop`: stopping a pod with its grace period;
-//! - `decide`, `backoff`, `status`: pure rules, table-tested.
+//! - `lifecycle`: postStart and preStop hooks (`crate::hook`), and stopping a pod past its
+//!   activeDeadlineSeconds (`deadline`); `termination`: the terminated state's message;
+//! - `decide`, `backoff`, `status`, `deadline`: pure rules, table-tested.
 
 mod act;
 pub mod backoff;
+pub mod deadline;
 pub mod decide;
 pub mod events;
+mod lifecycle;
 pub mod manager;
 pub mod status;
 mod stop;
+pub mod termination;
 mod worker;
 
 use std::{

@@ -37,6 +37,9 @@ pub struct PodState {
     pub containers: Vec<ContainerStatus>,
     /// The last error carrying out an action (image pull, container start, runtime down).
     pub last_error: Option<String>,
+    /// Why the pod failed as a whole (`DeadlineExceeded`), with kubelet's message: the pod's
+    /// phase is then Failed, and this is its STATUS.
+    pub reason: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,9 +64,17 @@ pub struct ContainerStatus {
 /// v1 ContainerState, with kubelet's reasons.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContainerPhase {
-    Waiting { reason: String },
+    Waiting {
+        reason: String,
+    },
     Running,
-    Terminated { exit_code: i32, reason: String, finished_at: Option<Timestamp> },
+    /// `message`: the termination message ("" if none).
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        message: String,
+        finished_at: Option<Timestamp>,
+    },
 }
 
 impl ContainerPhase {
@@ -143,6 +154,7 @@ pub fn observe(inputs: &Inputs) -> PodState {
         init_containers,
         containers,
         last_error: None,
+        reason: None,
     }
 }
 
@@ -179,6 +191,7 @@ fn container_status(
                     ContainerPhase::Terminated {
                         exit_code: exit.code,
                         reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
+                        message: exit.message.clone(),
                         finished_at: Timestamp::try_from(exit.finished).ok(),
                     }
                 };
@@ -241,6 +254,9 @@ impl PodState {
     pub fn status(&self) -> String {
         if self.terminating {
             return "Terminating".into();
+        }
+        if let Some((reason, _)) = &self.reason {
+            return reason.clone();
         }
         let total = self.init_containers.len();
         for (i, c) in self.init_containers.iter().enumerate() {
@@ -312,7 +328,7 @@ mod tests {
     }
 
     fn terminated(code: i32, reason: &str) -> ContainerPhase {
-        ContainerPhase::Terminated { exit_code: code, reason: reason.into(), finished_at: None }
+        ContainerPhase::Terminated { exit_code: code, reason: reason.into(), message: String::new(), finished_at: None }
     }
 
     fn pod(containers: Vec<ContainerStatus>, terminating: bool) -> PodState {
@@ -329,6 +345,7 @@ mod tests {
             init_containers: vec![],
             containers,
             last_error: None,
+            reason: None,
         }
     }
 
@@ -347,6 +364,9 @@ mod tests {
             assert_eq!(pod(containers.clone(), false).status(), expected, "{containers:?}");
         }
         assert_eq!(pod(vec![c(Running)], true).status(), "Terminating");
+        let mut failed = pod(vec![c(terminated(143, "Error"))], false);
+        failed.reason = Some(("DeadlineExceeded".into(), "too long".into()));
+        assert_eq!(failed.status(), "DeadlineExceeded", "the pod's reason names its status");
     }
 
     #[test]

@@ -14,12 +14,14 @@ use tracing::Instrument;
 use super::{
     Context,
     backoff::CrashBackoff,
+    deadline::{self, AfterDeadline, Deadline},
     decide::{Action, Exit, IDLE_RECHECK, Inputs, next_action},
     status::{self, Waiting},
     stop,
 };
 use crate::{
     cri::{ContainerState, RuntimePod, RuntimeSnapshot},
+    hook::{self, Hooks},
     manifest::StaticPod,
     manifest::is_sidecar,
     probe::{ProbeSpec, Prober, container_probes, prober::Running},
@@ -38,7 +40,8 @@ pub async fn supervise(
     shutdown: CancellationToken,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid, source = %pod.origin);
-    async move { Worker::new(ctx, pod, seen).run(terminate, shutdown).await }.instrument(span).await
+    // Boxed: a worker's state is large, and its future lives as long as the pod.
+    Box::pin(async move { Worker::new(ctx, pod, seen).run(terminate, shutdown).await }.instrument(span)).await
 }
 
 pub(super) struct Worker {
@@ -60,6 +63,23 @@ pub(super) struct Worker {
     /// Each container's probes (checked when the manifest was read), by container name.
     probe_specs: HashMap<String, Vec<ProbeSpec>>,
     pub(super) prober: Prober,
+    /// Each container's lifecycle hooks (checked when the manifest was read), by container name,
+    /// and the preStop ones alone, for the stop path.
+    pub(super) hooks: HashMap<String, Hooks>,
+    pub(super) pre_stops: HashMap<String, hook::Handler>,
+    /// When the pod started (its first sandbox), for activeDeadlineSeconds; and whether it has
+    /// passed its deadline (it is then stopped, Failed, and never started again).
+    started: Option<SystemTime>,
+    pub(super) past_deadline: bool,
+    /// The worker's tokens, so a long postStart hook gives way to the pod being stopped.
+    pub(super) terminate: CancellationToken,
+    pub(super) shutdown: CancellationToken,
+}
+
+/// One step of the loop: an action as `decide` chose it, or stopping a pod past its deadline.
+enum Step {
+    Act(Action),
+    StopPastDeadline { containers: Vec<(String, String, bool)>, sandboxes: Vec<String> },
 }
 
 impl Worker {
@@ -71,9 +91,24 @@ impl Worker {
             .filter(|(_, specs)| !specs.is_empty())
             .collect();
         let prober = Prober::new(ctx.runtime.clone(), ctx.events.clone(), pod.clone());
+        let grace = pod.spec().termination_grace_period_seconds.unwrap_or(30);
+        let hooks: HashMap<String, Hooks> = pod
+            .spec()
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), hook::container_hooks(c, grace).unwrap_or_default()))
+            .filter(|(_, hooks)| *hooks != Hooks::default())
+            .collect();
+        let pre_stops = hooks.iter().filter_map(|(name, h)| Some((name.clone(), h.pre_stop.clone()?))).collect();
         Self {
             probe_specs,
             prober,
+            hooks,
+            pre_stops,
+            started: None,
+            past_deadline: false,
+            terminate: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
             ctx,
             pod,
             seen,
@@ -89,6 +124,7 @@ impl Worker {
     }
 
     async fn run(&mut self, terminate: CancellationToken, shutdown: CancellationToken) {
+        (self.terminate, self.shutdown) = (terminate.clone(), shutdown.clone());
         let mut snapshots = self.ctx.observer.subscribe();
         let mut snapshot = self.ctx.observer.latest();
         let mut probes_changed = self.prober.subscribe();
@@ -103,7 +139,8 @@ impl Worker {
                 // Readiness keeps being probed, and shown, while the pod stops (kubelet stops
                 // probing at once: kubernetes#114994).
                 let ctx = self.ctx.clone();
-                let stopping = stop::stop_pod(&ctx, &self.pod, &shutdown);
+                let pod_ip = self.pod_ip(snapshot.pod(&self.pod.uid));
+                let stopping = stop::stop_pod(&ctx, &self.pod, &self.pre_stops, &pod_ip, &shutdown);
                 tokio::pin!(stopping);
                 loop {
                     tokio::select! {
@@ -128,33 +165,60 @@ impl Worker {
                     }
                 }
                 let now = SystemTime::now();
-                let health = self.prober.healths();
-                let action = next_action(&Inputs {
-                    pod: &self.pod,
-                    runtime: rt,
-                    exits: &self.exits,
-                    health: &health,
-                    backoff: &self.backoff,
-                    now,
-                });
-                match action {
-                    Action::Wait { until, containers } => {
-                        sleep_for = until.duration_since(now).unwrap_or_default();
-                        self.announce_backoff(until, &containers);
-                        self.publish(&snapshot, &containers, false);
+                self.started = deadline::started(self.started, rt);
+                let deadline = deadline::check(self.pod.spec().active_deadline_seconds, self.started, now);
+                if deadline == Deadline::Exceeded {
+                    if !self.past_deadline {
+                        self.past_deadline = true;
+                        tracing::info!(active_deadline_seconds = ?self.pod.spec().active_deadline_seconds, "{}; stopping the pod", deadline::MESSAGE);
+                        self.ctx.events.normal(&self.pod, deadline::REASON, deadline::MESSAGE.into());
                     }
-                    Action::Idle => self.publish(&snapshot, &[], false),
-                    action => {
-                        self.publish(&snapshot, &[], false);
-                        act = Some(action);
+                    self.publish(&snapshot, &[], false);
+                    act = match deadline::after(rt, &self.exits) {
+                        AfterDeadline::Stop { containers, sandboxes } => {
+                            Some(Step::StopPastDeadline { containers, sandboxes })
+                        }
+                        AfterDeadline::Inspect(id) => Some(Step::Act(Action::InspectExit { id })),
+                        AfterDeadline::Done => None,
+                    };
+                } else {
+                    let health = self.prober.healths();
+                    let action = next_action(&Inputs {
+                        pod: &self.pod,
+                        runtime: rt,
+                        exits: &self.exits,
+                        health: &health,
+                        backoff: &self.backoff,
+                        now,
+                    });
+                    match action {
+                        Action::Wait { until, containers } => {
+                            sleep_for = until.duration_since(now).unwrap_or_default();
+                            self.announce_backoff(until, &containers);
+                            self.publish(&snapshot, &containers, false);
+                        }
+                        Action::Idle => self.publish(&snapshot, &[], false),
+                        action => {
+                            self.publish(&snapshot, &[], false);
+                            act = Some(Step::Act(action));
+                        }
                     }
+                }
+                if let Deadline::At(at) = deadline {
+                    sleep_for = sleep_for.min(at.duration_since(now).unwrap_or_default());
                 }
             } else {
                 self.publish(&snapshot, &[], false);
             }
 
-            if let Some(action) = act {
-                match self.execute(action).await {
+            if let Some(step) = act {
+                let result = match step {
+                    Step::Act(action) => self.execute(action).await,
+                    Step::StopPastDeadline { containers, sandboxes } => {
+                        self.stop_past_deadline(containers, sandboxes).await
+                    }
+                };
+                match result {
                     Ok(()) => {
                         retry.reset();
                         self.failure.recovered();
@@ -255,7 +319,7 @@ impl Worker {
     }
 
     /// The pod's IP: its sandbox's, or the node's on the host network.
-    fn pod_ip(&self, rt: Option<&RuntimePod>) -> String {
+    pub(super) fn pod_ip(&self, rt: Option<&RuntimePod>) -> String {
         if self.pod.host_network() {
             return self.ctx.node_ip.clone();
         }
@@ -281,6 +345,10 @@ impl Worker {
             Some(e) => Some(format!("container runtime unavailable: {e}")),
             None => self.failure.last().map(str::to_owned),
         };
+        // Failed for good once nothing of it runs any more (never a terminal phase before).
+        if self.past_deadline && rt.is_none_or(|r| r.containers.iter().all(|c| c.state == ContainerState::Exited)) {
+            state.reason = Some((deadline::REASON.into(), deadline::MESSAGE.into()));
+        }
         self.ctx.views.set(state);
     }
 }
