@@ -81,6 +81,11 @@ impl FakeCri {
         self.state().sandboxes.push(sandbox);
     }
 
+    /// The runtime handler each sandbox was run with, by ID.
+    pub fn sandbox_handlers(&self) -> Vec<(String, String)> {
+        self.state().sandboxes.iter().map(|s| (s.id.clone(), s.runtime_handler.clone())).collect()
+    }
+
     pub fn sandbox_ids(&self) -> Vec<String> {
         self.state().sandboxes.iter().map(|s| s.id.clone()).collect()
     }
@@ -143,7 +148,7 @@ impl Cri for FakeCri {
         Ok(("fake".into(), "0.0.0".into()))
     }
 
-    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
+    async fn run_sandbox(&self, config: api::PodSandboxConfig, handler: &str) -> Result<String, CriError> {
         let mut state = self.call("RunPodSandbox", "")?;
         let id = state.new_id("sandbox-");
         let sandbox = api::PodSandbox {
@@ -153,6 +158,7 @@ impl Cri for FakeCri {
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             metadata: config.metadata.clone(),
+            runtime_handler: handler.into(),
             ..Default::default()
         };
         state.sandboxes.push(sandbox);

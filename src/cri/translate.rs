@@ -154,6 +154,9 @@ pub fn container_config_on(
         labels: container_labels,
         annotations,
         log_path: container_log_path(&container.name, ctx.restart_count),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
         linux: Some(LinuxContainerConfig {
             resources: Some(resources::container_resources(spec, container, host)),
             security_context: Some(LinuxContainerSecurityContext {
@@ -421,6 +424,18 @@ spec:
         assert_eq!(sc.supplemental_groups, [2000]);
         assert_eq!(sc.masked_paths.first().map(String::as_str), Some("/proc/asound"));
         assert_eq!(sc.namespace_options.unwrap().pid, NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn stdin_stdin_once_and_tty_reach_the_container_config() {
+        let pod = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - {name: a, image: i, stdin: true, stdinOnce: true, tty: true}\n  - {name: b, image: i}\n");
+        let ctx = ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: Path::new("/v") };
+        let flags = |c: &Container| {
+            let config = container_config_on(&host(), &pod, "n", c, &ctx);
+            (config.stdin, config.stdin_once, config.tty)
+        };
+        assert_eq!(flags(&pod.spec().containers[0]), (true, true, true));
+        assert_eq!(flags(&pod.spec().containers[1]), (false, false, false));
     }
 
     #[test]

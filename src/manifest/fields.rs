@@ -61,7 +61,7 @@ const SERVICE_LINKS: &str = "no Service variables are injected: a static pod may
 const STATUS: &str = "a pod's status is what staticlet observes; a manifest's is never read";
 const WINDOWS: &str = "Windows only; staticlet runs Linux containers";
 const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath or emptyDir)";
-const NO_ATTACH: &str = "not supported by staticlet yet (nothing attaches to a static pod's containers)";
+const ATTACH: &str = "passed to the runtime (CRI ContainerConfig); nothing attaches to a static pod's containers yet";
 const NO_TERMINATION_MESSAGE: &str = "not supported by staticlet yet (the termination message is not read)";
 const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main containers; every field under spec.initContainers[] is classified as under spec.containers[], except restartPolicy, and probes and lifecycle are only for sidecars";
 /// Init containers are Containers: their fields are classified as the main containers' are,
@@ -339,11 +339,11 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].startupProbe.tcpSocket.port", Honoured(NONE)),
     field("spec.containers[].startupProbe.terminationGracePeriodSeconds", Honoured(NONE)),
     field("spec.containers[].startupProbe.timeoutSeconds", Honoured(NONE)),
-    field("spec.containers[].stdin", Refused(NO_ATTACH)),
-    field("spec.containers[].stdinOnce", Refused(NO_ATTACH)),
+    field("spec.containers[].stdin", Honoured(ATTACH)),
+    field("spec.containers[].stdinOnce", Honoured(ATTACH)),
     field("spec.containers[].terminationMessagePath", Refused(NO_TERMINATION_MESSAGE)),
     field("spec.containers[].terminationMessagePolicy", Refused(NO_TERMINATION_MESSAGE)),
-    field("spec.containers[].tty", Refused(NO_ATTACH)),
+    field("spec.containers[].tty", Honoured(ATTACH)),
     field("spec.containers[].volumeDevices", Refused("raw block devices need a PersistentVolumeClaim, which a static pod cannot use")),
     field("spec.containers[].volumeMounts", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].mountPath", Honoured(NONE)),
@@ -380,7 +380,7 @@ pub const FIELDS: &[Field] = &[
     field("spec.resourceClaims", Refused(api_object!("ResourceClaim"))),
     field("spec.resources", Refused("pod-level resources are not supported by staticlet yet")),
     field("spec.restartPolicy", Honoured(NONE)),
-    field("spec.runtimeClassName", Refused("not supported by staticlet yet (kubelet resolves it through the RuntimeClass API object)")),
+    field("spec.runtimeClassName", Honoured("used as the CRI runtime handler as written: with no API server there is no RuntimeClass object to resolve it through (nor its overhead or scheduling); a handler the runtime does not know fails the sandbox with an error naming this field")),
     field("spec.schedulerName", Accepted("scheduling only: no scheduler places a static pod; kept on the mirror")),
     field("spec.schedulingGates", Accepted(SCHEDULING)),
     field("spec.schedulingGates[].name", Accepted(SCHEDULING)),
@@ -765,13 +765,15 @@ mod tests {
     #[test]
     fn a_refused_field_counts_as_set_even_at_its_default_or_empty() {
         let mut quiet = container();
-        quiet["stdin"] = json!(false);
+        quiet["resizePolicy"] = json!([]);
         let mut init = container();
-        init["tty"] = json!(false);
+        init["terminationMessagePath"] = json!("/dev/termination-log");
         let document = pod(json!({"hostUsers": true, "initContainers": [init], "containers": [quiet]}));
         let found = errors(&document);
         assert_eq!(found.len(), 3, "{found:?}");
-        for field in ["spec.hostUsers: ", "spec.initContainers[0].tty: ", "spec.containers[0].stdin: "] {
+        for field in
+            ["spec.hostUsers: ", "spec.initContainers[0].terminationMessagePath: ", "spec.containers[0].resizePolicy: "]
+        {
             assert!(found.iter().any(|e| e.starts_with(field)), "{field} in {found:?}");
         }
     }
