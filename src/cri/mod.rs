@@ -13,6 +13,7 @@ pub mod exit_watch;
 #[cfg(test)]
 pub mod fake;
 pub mod host;
+pub mod hosts;
 pub mod labels;
 mod model;
 mod observe;

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Container;
 use super::{
     client::image_spec,
     host::Host,
-    labels,
+    hosts, labels,
     resources::{self, PodCgroups},
     security,
 };
@@ -69,12 +69,7 @@ pub fn sandbox_config_in(
     annotations.insert(labels::GRACE_PERIOD.into(), pod.grace_period().as_secs().to_string());
     annotations.insert(labels::CONFIG_HASH.into(), pod.config_hash.clone());
 
-    let hostname = if pod.host_network() {
-        String::new() // the runtime uses the node's hostname for host-network pods
-    } else {
-        let name = spec.hostname.clone().unwrap_or_else(|| pod.name().to_owned());
-        name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_owned()
-    };
+    let hostname = hosts::sandbox_hostname(pod);
     let port_mappings = spec
         .containers
         .iter()
@@ -428,7 +423,9 @@ spec:
 
     #[test]
     fn stdin_stdin_once_and_tty_reach_the_container_config() {
-        let pod = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - {name: a, image: i, stdin: true, stdinOnce: true, tty: true}\n  - {name: b, image: i}\n");
+        let pod = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - {name: a, image: i, stdin: true, stdinOnce: true, tty: true}\n  - {name: b, image: i}\n",
+        );
         let ctx = ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: Path::new("/v") };
         let flags = |c: &Container| {
             let config = container_config_on(&host(), &pod, "n", c, &ctx);

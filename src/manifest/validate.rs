@@ -78,6 +78,36 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     {
         err("spec.restartPolicy".into(), format!("{policy:?} is not one of Always, OnFailure, Never"));
     }
+    for (field, value) in [("spec.hostname", &spec.hostname), ("spec.subdomain", &spec.subdomain)] {
+        if let Some(problem) = value.as_deref().filter(|v| !v.is_empty()).and_then(dns_label_problem) {
+            err(field.into(), problem);
+        }
+    }
+    for (i, alias) in spec.host_aliases.iter().flatten().enumerate() {
+        if alias.ip.parse::<std::net::IpAddr>().is_err() {
+            err(format!("spec.hostAliases[{i}].ip"), format!("{:?} is not a valid IP address", alias.ip));
+        }
+        for (j, name) in alias.hostnames.iter().flatten().enumerate() {
+            if let Some(problem) = dns_subdomain_problem(name) {
+                err(format!("spec.hostAliases[{i}].hostnames[{j}]"), problem);
+            }
+        }
+    }
+    if spec.set_hostname_as_fqdn == Some(true)
+        && spec.host_network != Some(true)
+        && let (Some(hostname), Some(subdomain)) =
+            (spec.hostname.as_deref().or(pod.metadata.name.as_deref()), spec.subdomain.as_deref())
+    {
+        // kubelet fails the sandbox: "FQDN ... is too long (64 characters is the max ...)".
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let fqdn = format!("{hostname}.{subdomain}.{namespace}.svc.{}", crate::cri::hosts::CLUSTER_DOMAIN);
+        if fqdn.len() > crate::cri::hosts::MAX_FQDN {
+            err(
+                "spec.setHostnameAsFQDN".into(),
+                format!("the FQDN {fqdn} is too long (64 characters is the max, {} requested)", fqdn.len()),
+            );
+        }
+    }
     if let Some(problem) = spec.dns_policy.as_deref().and_then(dns_policy_problem) {
         err("spec.dnsPolicy".into(), problem);
     }

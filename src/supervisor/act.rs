@@ -17,7 +17,7 @@ use super::{
 use crate::cri::{
     CriError, SharedCri, api,
     host::Host,
-    pod_cgroup,
+    hosts, pod_cgroup,
     resources::{self, PodCgroups},
     security, translate,
 };
@@ -138,7 +138,8 @@ impl Worker {
         }
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
         let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, volumes_dir: &volumes_dir };
-        let config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        let mut config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
+        hosts::prepare(&self.ctx.root_dir, &self.pod, &pod_ip, &mut config);
         let oom_score_adj = config.linux.as_ref().and_then(|l| l.resources.as_ref()).map_or(0, |r| r.oom_score_adj);
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,

@@ -372,11 +372,15 @@ mod tests {
         for (have, expected) in [
             (
                 vec![],
-                Some(r#"corresponding condition of pod readiness gate "example.com/lb" does not exist., corresponding condition of pod readiness gate "example.com/db" does not exist."#),
+                Some(
+                    r#"corresponding condition of pod readiness gate "example.com/lb" does not exist., corresponding condition of pod readiness gate "example.com/db" does not exist."#,
+                ),
             ),
             (
                 conditions("False"),
-                Some(r#"the status of pod readiness gate "example.com/lb" is not "True", but False, corresponding condition of pod readiness gate "example.com/db" does not exist."#),
+                Some(
+                    r#"the status of pod readiness gate "example.com/lb" is not "True", but False, corresponding condition of pod readiness gate "example.com/db" does not exist."#,
+                ),
             ),
         ] {
             assert_eq!(readiness_gates_not_ready(&gates, &have).as_deref(), expected, "{have:?}");
