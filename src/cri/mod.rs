@@ -9,6 +9,7 @@
 //! publishes what it saw to every pod supervisor.
 
 mod client;
+pub mod dns;
 pub mod exit_watch;
 #[cfg(test)]
 pub mod fake;

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::{
     client::image_spec,
+    dns,
     host::Host,
     hosts, labels,
     resources::{self, PodCgroups},
@@ -92,7 +93,7 @@ pub fn sandbox_config_in(
         }),
         hostname,
         log_directory: pod_log_dir(pod_logs_dir, pod).to_string_lossy().into_owned(),
-        dns_config: None,
+        dns_config: dns::sandbox_dns(spec, dns::node_resolv_conf),
         port_mappings,
         labels: sandbox_labels,
         annotations,
@@ -433,6 +434,23 @@ spec:
         };
         assert_eq!(flags(&pod.spec().containers[0]), (true, true, true));
         assert_eq!(flags(&pod.spec().containers[1]), (false, false, false));
+    }
+
+    #[test]
+    fn dns_policy_none_puts_dns_config_in_the_sandbox() {
+        let pod = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: d}\nspec:\n  dnsPolicy: None\n  dnsConfig: {nameservers: [10.0.0.10], searches: [svc.example], options: [{name: ndots, value: '5'}]}\n  containers: [{name: a, image: i}]\n",
+        );
+        let dns = sandbox_config(&pod, "n", Path::new("/l"), 0).dns_config.unwrap();
+        assert_eq!(
+            (dns.servers, dns.searches, dns.options),
+            (vec!["10.0.0.10".to_owned()], vec!["svc.example".to_owned()], vec!["ndots:5".to_owned()])
+        );
+        assert_eq!(
+            sandbox_config(&self::pod(WEB), "n", Path::new("/l"), 0).dns_config,
+            None,
+            "the runtime copies the node's"
+        );
     }
 
     #[test]

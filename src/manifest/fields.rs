@@ -73,7 +73,7 @@ const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
 const FIELD_REFS: &str =
     "one of metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP or status.hostIP";
-const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None is refused";
+const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None uses dnsConfig alone";
 // Honoured only in part, yet not refused: kubeadm's control-plane manifests set DirectoryOrCreate
 // and FileOrCreate on paths that exist, where the mount is the same as kubelet's, and containerd
 // creates a missing host path as a directory, which is what DirectoryOrCreate asks for.
@@ -354,7 +354,12 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].volumeMounts[].subPath", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].subPathExpr", Refused(NOT_YET)),
     field("spec.containers[].workingDir", Honoured(NONE)),
-    field("spec.dnsConfig", Refused(NOT_YET)),
+    field("spec.dnsConfig", Honoured("the sandbox's CRI DNSConfig: alone with dnsPolicy None, else merged onto the node's resolv.conf as kubelet merges it (servers and searches appended without duplicates, options by name; at most 3 nameservers and 32 searches)")),
+    field("spec.dnsConfig.nameservers", Honoured(NONE)),
+    field("spec.dnsConfig.searches", Honoured(NONE)),
+    field("spec.dnsConfig.options", Honoured(NONE)),
+    field("spec.dnsConfig.options[].name", Honoured(NONE)),
+    field("spec.dnsConfig.options[].value", Honoured(NONE)),
     field("spec.dnsPolicy", Honoured(DNS_POLICY)),
     field("spec.enableServiceLinks", Accepted(SERVICE_LINKS)),
     field("spec.ephemeralContainers", Refused("forbidden in a static pod")),
