@@ -159,7 +159,6 @@ impl Cri for FakeCri {
             annotations: config.annotations.clone(),
             metadata: config.metadata.clone(),
             runtime_handler: handler.into(),
-            ..Default::default()
         };
         state.sandboxes.push(sandbox);
         Ok(id)
