@@ -76,3 +76,21 @@ fn an_unknown_runtime_class_is_an_error_naming_the_field_and_nothing_runs() {
     assert!(runtime_sandboxes(&pod.uid).is_empty(), "no sandbox is left behind");
     assert!(runtime_containers(&pod.uid).is_empty(), "no container is created");
 }
+
+#[test]
+fn dns_policy_none_gives_the_pod_its_dns_config_as_resolv_conf() {
+    let _serial = serial();
+    let mut d = daemon("dns-none");
+    d.start();
+    let dns = "  dnsPolicy: None\n  dnsConfig: {nameservers: [10.0.0.10], searches: [svc.example], options: [{name: ndots, value: '5'}]}\n";
+    let manifest = shell_pod("resolver", "sleep 3600", dns).replace("  hostNetwork: true\n", "");
+    d.write_manifest("resolver.yaml", &manifest);
+    let pod = d.wait_for_running("resolver");
+    let id = running_container_ids(&pod.uid).into_iter().next().unwrap();
+    let cmd = vec!["cat".to_owned(), "/etc/resolv.conf".to_owned()];
+    let result = block_on(async { runtime().exec_sync(&id, cmd, Duration::from_secs(10)).await.unwrap() });
+    let resolv = result.output;
+    assert!(resolv.contains("nameserver 10.0.0.10"), "{resolv}");
+    assert!(resolv.contains("search svc.example"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+}
