@@ -343,7 +343,7 @@ impl Floor {
 impl FloorShared {
     async fn start(&self, spec: StaticPod) -> FloorPod {
         let config = translate::sandbox_config(&spec, &self.node, self.logs.path(), 0);
-        let sandbox = self.cri.run_sandbox(config.clone()).await.unwrap();
+        let sandbox = self.cri.run_sandbox(config.clone(), "").await.unwrap();
         let mut pod = FloorPod { spec, sandbox, config, container: String::new(), restarts: 0 };
         self.start_container(&mut pod).await;
         pod

@@ -95,8 +95,8 @@ impl Cri for Runtime {
         Ok((r.runtime_name, r.runtime_version))
     }
 
-    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
-        let req = api::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
+    async fn run_sandbox(&self, config: api::PodSandboxConfig, handler: &str) -> Result<String, CriError> {
+        let req = api::RunPodSandboxRequest { config: Some(config), runtime_handler: handler.into() };
         Ok(call!(self, runtime, run_pod_sandbox, "RunPodSandbox", req)?.pod_sandbox_id)
     }
 

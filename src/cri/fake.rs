@@ -89,6 +89,11 @@ impl FakeCri {
         self.state().sandboxes.push(sandbox);
     }
 
+    /// The runtime handler each sandbox was run with, by ID.
+    pub fn sandbox_handlers(&self) -> Vec<(String, String)> {
+        self.state().sandboxes.iter().map(|s| (s.id.clone(), s.runtime_handler.clone())).collect()
+    }
+
     pub fn sandbox_ids(&self) -> Vec<String> {
         self.state().sandboxes.iter().map(|s| s.id.clone()).collect()
     }
@@ -168,7 +173,7 @@ impl Cri for FakeCri {
         Ok(("fake".into(), "0.0.0".into()))
     }
 
-    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
+    async fn run_sandbox(&self, config: api::PodSandboxConfig, handler: &str) -> Result<String, CriError> {
         let mut state = self.call("RunPodSandbox", "")?;
         let id = state.new_id("sandbox-");
         let sandbox = api::PodSandbox {
@@ -178,7 +183,7 @@ impl Cri for FakeCri {
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             metadata: config.metadata.clone(),
-            ..Default::default()
+            runtime_handler: handler.into(),
         };
         state.log_dirs.insert(id.clone(), config.log_directory.clone());
         state.sandboxes.push(sandbox);

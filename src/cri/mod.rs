@@ -9,10 +9,12 @@
 //! publishes what it saw to every pod supervisor.
 
 mod client;
+pub mod dns;
 pub mod exit_watch;
 #[cfg(test)]
 pub mod fake;
 pub mod host;
+pub mod hosts;
 pub mod labels;
 mod model;
 mod observe;
@@ -35,7 +37,10 @@ pub trait Cri: Send + Sync {
     fn endpoint(&self) -> &str;
     /// `(runtime name, runtime version)`, e.g. `("containerd", "1.6.20~ds1")`.
     async fn version(&self) -> Result<(String, String), CriError>;
-    async fn run_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError>;
+    /// `handler` is the runtime handler (`RunPodSandboxRequest.runtime_handler`, "" for the
+    /// runtime's default): a pod's `runtimeClassName` as written, there being no RuntimeClass
+    /// object to resolve it through without an API server.
+    async fn run_sandbox(&self, config: api::PodSandboxConfig, handler: &str) -> Result<String, CriError>;
     async fn stop_sandbox(&self, id: &str) -> Result<(), CriError>;
     async fn remove_sandbox(&self, id: &str) -> Result<(), CriError>;
     /// The sandbox's IP address ("" for host-network pods).

@@ -16,8 +16,9 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::{
     client::image_spec,
+    dns,
     host::Host,
-    labels,
+    hosts, labels,
     resources::{self, PodCgroups},
     security,
 };
@@ -72,12 +73,7 @@ pub fn sandbox_config_in(
     annotations.insert(labels::GRACE_PERIOD.into(), pod.grace_period().as_secs().to_string());
     annotations.insert(labels::CONFIG_HASH.into(), pod.config_hash.clone());
 
-    let hostname = if pod.host_network() {
-        String::new() // the runtime uses the node's hostname for host-network pods
-    } else {
-        let name = spec.hostname.clone().unwrap_or_else(|| pod.name().to_owned());
-        name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_owned()
-    };
+    let hostname = hosts::sandbox_hostname(pod);
     let port_mappings = spec
         .containers
         .iter()
@@ -100,7 +96,7 @@ pub fn sandbox_config_in(
         }),
         hostname,
         log_directory: pod_log_dir(pod_logs_dir, pod).to_string_lossy().into_owned(),
-        dns_config: None,
+        dns_config: dns::sandbox_dns(spec, dns::node_resolv_conf),
         port_mappings,
         labels: sandbox_labels,
         annotations,
@@ -157,6 +153,9 @@ pub fn container_config_on(
         labels: container_labels,
         annotations,
         log_path: container_log_path(&container.name, ctx.restart_count),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
         linux: Some(LinuxContainerConfig {
             resources: Some(resources::container_resources(spec, container, host)),
             security_context: Some(LinuxContainerSecurityContext {
@@ -448,6 +447,37 @@ spec:
         };
         assert_eq!(env_of(true, ""), ["192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.7"]);
         assert_eq!(env_of(false, "10.233.0.5"), ["10.233.0.5", "10.233.0.5", "192.0.2.7", "192.0.2.7"]);
+    }
+
+    #[test]
+    fn stdin_stdin_once_and_tty_reach_the_container_config() {
+        let pod = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - {name: a, image: i, stdin: true, stdinOnce: true, tty: true}\n  - {name: b, image: i}\n",
+        );
+        let ctx = ContainerContext { restart_count: 0, pod_ip: "", node_ip: "10.0.0.1", volumes_dir: Path::new("/v") };
+        let flags = |c: &Container| {
+            let config = container_config_on(&host(), &pod, "n", c, &ctx);
+            (config.stdin, config.stdin_once, config.tty)
+        };
+        assert_eq!(flags(&pod.spec().containers[0]), (true, true, true));
+        assert_eq!(flags(&pod.spec().containers[1]), (false, false, false));
+    }
+
+    #[test]
+    fn dns_policy_none_puts_dns_config_in_the_sandbox() {
+        let pod = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: d}\nspec:\n  dnsPolicy: None\n  dnsConfig: {nameservers: [10.0.0.10], searches: [svc.example], options: [{name: ndots, value: '5'}]}\n  containers: [{name: a, image: i}]\n",
+        );
+        let dns = sandbox_config(&pod, "n", Path::new("/l"), 0).dns_config.unwrap();
+        assert_eq!(
+            (dns.servers, dns.searches, dns.options),
+            (vec!["10.0.0.10".to_owned()], vec!["svc.example".to_owned()], vec!["ndots:5".to_owned()])
+        );
+        assert_eq!(
+            sandbox_config(&self::pod(WEB), "n", Path::new("/l"), 0).dns_config,
+            None,
+            "the runtime copies the node's"
+        );
     }
 
     #[test]

@@ -72,7 +72,7 @@ mod tests {
     async fn exec_hook_fails_with_kubelets_message_naming_the_command_and_container() {
         use crate::cri::Cri;
         let fake = FakeCri::default();
-        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default()).await.unwrap();
+        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default(), "").await.unwrap();
         let id = fake.create_container(&sandbox, Default::default(), Default::default()).await.unwrap();
         let hook = Handler::Exec { command: vec!["sh".into(), "-c".into(), "exit 3".into()] };
         assert_eq!(run(&fake, &hook, &target(&id), Duration::from_secs(5)).await, Ok(()));

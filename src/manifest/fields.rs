@@ -61,7 +61,7 @@ const SERVICE_LINKS: &str = "no Service variables are injected: a static pod may
 const STATUS: &str = "a pod's status is what staticlet observes; a manifest's is never read";
 const WINDOWS: &str = "Windows only; staticlet runs Linux containers";
 const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath or emptyDir)";
-const NO_ATTACH: &str = "not supported by staticlet yet (nothing attaches to a static pod's containers)";
+const ATTACH: &str = "passed to the runtime (CRI ContainerConfig); nothing attaches to a static pod's containers yet";
 const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main containers; every field under spec.initContainers[] is classified as under spec.containers[], except restartPolicy, and probes and lifecycle are only for sidecars";
 /// Init containers are Containers: their fields are classified as the main containers' are,
 /// except where the table names a `spec.initContainers[]` field of its own.
@@ -73,7 +73,7 @@ const STOP_SIGNAL: &str = "the runtime cannot take it: the CRI v1 ContainerConfi
 const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj";
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
 const FIELD_REFS: &str = "one of metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP(s) (the node's IP on the host network) or status.hostIP(s) (the node's IP)";
-const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None is refused";
+const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None uses dnsConfig alone";
 // Honoured only in part, yet not refused: kubeadm's control-plane manifests set DirectoryOrCreate
 // and FileOrCreate on paths that exist, where the mount is the same as kubelet's, and containerd
 // creates a missing host path as a directory, which is what DirectoryOrCreate asks for.
@@ -365,11 +365,11 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].startupProbe.tcpSocket.port", Honoured(NONE)),
     field("spec.containers[].startupProbe.terminationGracePeriodSeconds", Honoured(NONE)),
     field("spec.containers[].startupProbe.timeoutSeconds", Honoured(NONE)),
-    field("spec.containers[].stdin", Refused(NO_ATTACH)),
-    field("spec.containers[].stdinOnce", Refused(NO_ATTACH)),
+    field("spec.containers[].stdin", Honoured(ATTACH)),
+    field("spec.containers[].stdinOnce", Honoured(ATTACH)),
     field("spec.containers[].terminationMessagePath", Honoured("/dev/termination-log when unset: a fresh host file under <rootDir>/pods/<uid>/containers/ is mounted there; its last 4096 bytes become the terminated state's message")),
     field("spec.containers[].terminationMessagePolicy", Honoured("File (the default) or FallbackToLogsOnError: an empty file and a non-zero exit give the last 80 lines (2048 bytes) of the log")),
-    field("spec.containers[].tty", Refused(NO_ATTACH)),
+    field("spec.containers[].tty", Honoured(ATTACH)),
     field("spec.containers[].volumeDevices", Refused("raw block devices need a PersistentVolumeClaim, which a static pod cannot use")),
     field("spec.containers[].volumeMounts", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].mountPath", Honoured(NONE)),
@@ -380,11 +380,18 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].volumeMounts[].subPath", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].subPathExpr", Refused(NOT_YET)),
     field("spec.containers[].workingDir", Honoured(NONE)),
-    field("spec.dnsConfig", Refused(NOT_YET)),
+    field("spec.dnsConfig", Honoured("the sandbox's CRI DNSConfig: alone with dnsPolicy None, else merged onto the node's resolv.conf as kubelet merges it (servers and searches appended without duplicates, options by name; at most 3 nameservers and 32 searches)")),
+    field("spec.dnsConfig.nameservers", Honoured(NONE)),
+    field("spec.dnsConfig.searches", Honoured(NONE)),
+    field("spec.dnsConfig.options", Honoured(NONE)),
+    field("spec.dnsConfig.options[].name", Honoured(NONE)),
+    field("spec.dnsConfig.options[].value", Honoured(NONE)),
     field("spec.dnsPolicy", Honoured(DNS_POLICY)),
     field("spec.enableServiceLinks", Accepted(SERVICE_LINKS)),
     field("spec.ephemeralContainers", Refused("forbidden in a static pod")),
-    field("spec.hostAliases", Refused(NOT_YET)),
+    field("spec.hostAliases", Honoured("appended to the pod's managed /etc/hosts (on hostNetwork, to the node's), as kubelet writes it")),
+    field("spec.hostAliases[].ip", Honoured(NONE)),
+    field("spec.hostAliases[].hostnames", Honoured(NONE)),
     field("spec.hostIPC", Honoured(NONE)),
     field("spec.hostNetwork", Honoured(NONE)),
     field("spec.hostPID", Honoured(NONE)),
@@ -402,11 +409,12 @@ pub const FIELDS: &[Field] = &[
     field("spec.preemptionPolicy", Accepted("scheduling only: only the scheduler preempts pods; kept on the mirror")),
     field("spec.priority", Honoured(PRIORITY)),
     field("spec.priorityClassName", Honoured(PRIORITY)),
-    field("spec.readinessGates", Refused(NOT_YET)),
+    field("spec.readinessGates", Honoured("the Ready condition needs each gate's condition True; only the API server could set one, so a static pod with readiness gates stays not Ready (ReadinessGatesNotReady), as kubelet's would with no gate condition")),
+    field("spec.readinessGates[].conditionType", Honoured(NONE)),
     field("spec.resourceClaims", Refused(api_object!("ResourceClaim"))),
     field("spec.resources", Refused("pod-level resources are not supported by staticlet yet")),
     field("spec.restartPolicy", Honoured(NONE)),
-    field("spec.runtimeClassName", Refused("not supported by staticlet yet (kubelet resolves it through the RuntimeClass API object)")),
+    field("spec.runtimeClassName", Honoured("used as the CRI runtime handler as written: with no API server there is no RuntimeClass object to resolve it through (nor its overhead or scheduling); a handler the runtime does not know fails the sandbox with an error naming this field")),
     field("spec.schedulerName", Accepted("scheduling only: no scheduler places a static pod; kept on the mirror")),
     field("spec.schedulingGates", Accepted(SCHEDULING)),
     field("spec.schedulingGates[].name", Accepted(SCHEDULING)),
@@ -432,9 +440,9 @@ pub const FIELDS: &[Field] = &[
     field("spec.securityContext.windowsOptions", Refused(WINDOWS)),
     field("spec.serviceAccount", Refused(concat!("deprecated name of serviceAccountName; ", api_object!("ServiceAccount")))),
     field("spec.serviceAccountName", Refused(api_object!("ServiceAccount"))),
-    field("spec.setHostnameAsFQDN", Refused(NOT_YET)),
+    field("spec.setHostnameAsFQDN", Honoured("with a subdomain, the sandbox hostname is the FQDN (at most 64 characters, else refused); ignored on hostNetwork, as kubelet")),
     field("spec.shareProcessNamespace", Honoured(NONE)),
-    field("spec.subdomain", Refused(NOT_YET)),
+    field("spec.subdomain", Honoured("the managed /etc/hosts names the pod IP <hostname>.<subdomain>.<namespace>.svc.cluster.local (no cluster-domain setting yet)")),
     field("spec.terminationGracePeriodSeconds", Honoured("30 s when unset, at least 1 s, as kubelet")),
     field("spec.tolerations", Accepted(TOLERATIONS)),
     field("spec.tolerations[].effect", Accepted(TOLERATIONS)),
@@ -792,13 +800,14 @@ mod tests {
     #[test]
     fn a_refused_field_counts_as_set_even_at_its_default_or_empty() {
         let mut quiet = container();
-        quiet["stdin"] = json!(false);
+        quiet["resizePolicy"] = json!([]);
         let mut init = container();
-        init["tty"] = json!(false);
+        init["resizePolicy"] = json!([]);
         let document = pod(json!({"hostUsers": true, "initContainers": [init], "containers": [quiet]}));
         let found = errors(&document);
         assert_eq!(found.len(), 3, "{found:?}");
-        for field in ["spec.hostUsers: ", "spec.initContainers[0].tty: ", "spec.containers[0].stdin: "] {
+        for field in ["spec.hostUsers: ", "spec.initContainers[0].resizePolicy: ", "spec.containers[0].resizePolicy: "]
+        {
             assert!(found.iter().any(|e| e.starts_with(field)), "{field} in {found:?}");
         }
     }

@@ -318,8 +318,21 @@ mod tests {
             (format!("hostUsers: false, containers: [{c}]"), "spec.hostUsers: user namespaces are not supported"),
             (
                 format!("dnsPolicy: None, containers: [{c}]"),
-                "spec.dnsPolicy: \"None\" is not supported by staticlet yet",
+                "spec.dnsConfig.nameservers: must provide at least one DNS nameserver when dnsPolicy is None",
             ),
+            (
+                format!("dnsConfig: {{nameservers: [1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4]}}, containers: [{c}]"),
+                "spec.dnsConfig.nameservers: must not have more than 3 nameservers",
+            ),
+            (
+                format!("dnsConfig: {{nameservers: [dns.example]}}, containers: [{c}]"),
+                "spec.dnsConfig.nameservers[0]: \"dns.example\" must be a valid IP address",
+            ),
+            (
+                format!("hostAliases: [{{ip: nope, hostnames: [a]}}], containers: [{c}]"),
+                "spec.hostAliases[0].ip: \"nope\" is not a valid IP address",
+            ),
+            (format!("subdomain: Bad_Sub, containers: [{c}]"), "spec.subdomain: "),
             (format!("hostNetwrok: true, containers: [{c}]"), "spec.hostNetwrok: unknown field"),
         ] {
             let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));

@@ -86,6 +86,36 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
     {
         err("spec.restartPolicy".into(), format!("{policy:?} is not one of Always, OnFailure, Never"));
     }
+    for (field, value) in [("spec.hostname", &spec.hostname), ("spec.subdomain", &spec.subdomain)] {
+        if let Some(problem) = value.as_deref().filter(|v| !v.is_empty()).and_then(dns_label_problem) {
+            err(field.into(), problem);
+        }
+    }
+    for (i, alias) in spec.host_aliases.iter().flatten().enumerate() {
+        if alias.ip.parse::<std::net::IpAddr>().is_err() {
+            err(format!("spec.hostAliases[{i}].ip"), format!("{:?} is not a valid IP address", alias.ip));
+        }
+        for (j, name) in alias.hostnames.iter().flatten().enumerate() {
+            if let Some(problem) = dns_subdomain_problem(name) {
+                err(format!("spec.hostAliases[{i}].hostnames[{j}]"), problem);
+            }
+        }
+    }
+    if spec.set_hostname_as_fqdn == Some(true)
+        && spec.host_network != Some(true)
+        && let (Some(hostname), Some(subdomain)) =
+            (spec.hostname.as_deref().or(pod.metadata.name.as_deref()), spec.subdomain.as_deref())
+    {
+        // kubelet fails the sandbox: "FQDN ... is too long (64 characters is the max ...)".
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let fqdn = format!("{hostname}.{subdomain}.{namespace}.svc.{}", crate::cri::hosts::CLUSTER_DOMAIN);
+        if fqdn.len() > crate::cri::hosts::MAX_FQDN {
+            err(
+                "spec.setHostnameAsFQDN".into(),
+                format!("the FQDN {fqdn} is too long (64 characters is the max, {} requested)", fqdn.len()),
+            );
+        }
+    }
     if let Some(problem) = spec.dns_policy.as_deref().and_then(dns_policy_problem) {
         err("spec.dnsPolicy".into(), problem);
     }
@@ -93,6 +123,9 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         && !(1..=i64::from(i32::MAX)).contains(&seconds)
     {
         err("spec.activeDeadlineSeconds".into(), format!("{seconds} is not between 1 and {}", i32::MAX));
+    }
+    for (field, problem) in dns_config_problems(spec) {
+        err(field, problem);
     }
     // kubelet's admission refuses a pod for another OS (it would not run here anyway).
     if let Some(os) = spec.os.as_ref().map(|os| os.name.as_str())
@@ -155,13 +188,57 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
 }
 
 /// With no cluster DNS, ClusterFirst (and ClusterFirstWithHostNet) fall back to Default, the
-/// node's resolv.conf, as kubelet's do without clusterDNS; None needs dnsConfig, not supported.
+/// node's resolv.conf, as kubelet's do without clusterDNS; None takes dnsConfig alone.
 fn dns_policy_problem(policy: &str) -> Option<String> {
     match policy {
-        "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" => None,
-        "None" => Some("\"None\" is not supported by staticlet yet (it needs dnsConfig)".into()),
+        "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None" => None,
         _ => Some(format!("{policy:?} is not one of ClusterFirst, ClusterFirstWithHostNet, Default, None")),
     }
+}
+
+/// The API server's dnsConfig rules (validateDNSConfig): at most 3 nameservers, each an IP, and
+/// at least one with dnsPolicy None; at most 32 searches of 2048 characters in all; named options.
+fn dns_config_problems(spec: &PodSpec) -> Vec<(String, String)> {
+    use crate::cri::dns::{MAX_NAMESERVERS, MAX_SEARCHES};
+    let mut problems = Vec::new();
+    let config = spec.dns_config.as_ref();
+    let servers = config.and_then(|c| c.nameservers.as_deref()).unwrap_or_default();
+    let searches = config.and_then(|c| c.searches.as_deref()).unwrap_or_default();
+    let field = "spec.dnsConfig.nameservers".to_owned();
+    if spec.dns_policy.as_deref() == Some("None") && servers.is_empty() {
+        problems.push((field.clone(), "must provide at least one DNS nameserver when dnsPolicy is None".into()));
+    }
+    if servers.len() > MAX_NAMESERVERS {
+        problems.push((field, format!("must not have more than {MAX_NAMESERVERS} nameservers: {servers:?}")));
+    }
+    for (i, server) in servers.iter().enumerate() {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            problems
+                .push((format!("spec.dnsConfig.nameservers[{i}]"), format!("{server:?} must be a valid IP address")));
+        }
+    }
+    if searches.len() > MAX_SEARCHES {
+        problems
+            .push(("spec.dnsConfig.searches".into(), format!("must not have more than {MAX_SEARCHES} search paths")));
+    }
+    let chars = searches.iter().map(String::len).sum::<usize>() + searches.len().saturating_sub(1);
+    if chars > 2048 {
+        problems.push((
+            "spec.dnsConfig.searches".into(),
+            format!("must not have more than 2048 characters (including spaces), {chars} given"),
+        ));
+    }
+    for (i, search) in searches.iter().enumerate() {
+        if let Some(problem) = dns_subdomain_problem(search.trim_end_matches('.')) {
+            problems.push((format!("spec.dnsConfig.searches[{i}]"), format!("{search:?} {problem}")));
+        }
+    }
+    for (i, option) in config.and_then(|c| c.options.as_deref()).unwrap_or_default().iter().enumerate() {
+        if option.name.as_deref().is_none_or(str::is_empty) {
+            problems.push((format!("spec.dnsConfig.options[{i}].name"), "required".into()));
+        }
+    }
+    problems
 }
 
 /// hostPath and emptyDir are what a node can provide on its own; the rest need an API server or a

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::{
     manifest::StaticPod,
-    supervisor::status::{self, ContainerPhase, PodState},
+    supervisor::status::{self, ContainerPhase, PodState, READINESS_GATES_NOT_READY, readiness_gates_not_ready},
 };
 
 pub const ANNOTATION_MIRROR: &str = "kubernetes.io/config.mirror";
@@ -118,11 +118,22 @@ pub fn status_of(pod: &StaticPod, state: Option<&PodState>, host_ip: &str, now: 
         ..Default::default()
     };
     let not_ready = if finished { "PodCompleted" } else { "ContainersNotReady" };
+    let containers_ready = all_ready && !finished;
+    // The gates' conditions could only be set through the API server; none is read back, so a
+    // static pod with readiness gates is held not Ready, as kubelet would hold it with no gate
+    // condition in the pod's status.
+    let gates: Vec<String> = pod.spec().readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect();
+    let gates_unmet = readiness_gates_not_ready(&gates, &[]).filter(|_| containers_ready);
+    let mut ready = condition("Ready", containers_ready && gates_unmet.is_none(), Some(not_ready));
+    if let Some(message) = gates_unmet {
+        ready.reason = Some(READINESS_GATES_NOT_READY.into());
+        ready.message = Some(message);
+    }
     let conditions = vec![
         condition("PodReadyToStartContainers", sandbox, None),
         condition("Initialized", initialized, Some("ContainersNotInitialized")),
-        condition("Ready", all_ready && !finished, Some(not_ready)),
-        condition("ContainersReady", all_ready && !finished, Some(not_ready)),
+        ready,
+        condition("ContainersReady", containers_ready, Some(not_ready)),
         condition("PodScheduled", true, None),
     ];
     let init_reported = state.map(|v| v.init_containers.as_slice()).unwrap_or_default();
@@ -342,6 +353,70 @@ mod tests {
         assert_eq!(verdict(&wanted, Some(&reowned)), Verdict::Replace("owner changed"));
     }
 
+    const GATED: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  readinessGates: [{conditionType: example.com/lb}]\n  containers: [{name: c, image: i:1}]\n";
+
+    fn running(pod: &StaticPod) -> PodState {
+        let c = status::ContainerStatus {
+            name: "c".into(),
+            id: "c1".into(),
+            phase: ContainerPhase::Running,
+            ready: true,
+            started: true,
+            sidecar: false,
+            restart_count: 0,
+            image: "i:1".into(),
+            image_ref: String::new(),
+            started_at: None,
+        };
+        PodState {
+            namespace: pod.namespace().into(),
+            name: pod.name().into(),
+            uid: pod.uid.clone(),
+            source: String::new(),
+            seen: String::new(),
+            ip: "10.0.0.5".into(),
+            started: Some(Timestamp::UNIX_EPOCH),
+            terminating: false,
+            initialized: true,
+            init_containers: vec![],
+            containers: vec![c],
+            last_error: None,
+            reason: None,
+            readiness_gates: pod.spec().readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
+        }
+    }
+
+    fn condition<'a>(status: &'a PodStatus, kind: &str) -> &'a PodCondition {
+        status.conditions.iter().flatten().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_false_with_containers_ready() {
+        let gated = parse_manifest(GATED.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0);
+        let status = status_of(&gated, Some(&running(&gated)), "10.0.0.1", Timestamp::UNIX_EPOCH);
+        let ready = condition(&status, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(r#"corresponding condition of pod readiness gate "example.com/lb" does not exist."#)
+        );
+        assert_eq!(condition(&status, "ContainersReady").status, "True");
+
+        let plain = static_pod();
+        let status = status_of(&plain, Some(&running(&plain)), "10.0.0.1", Timestamp::UNIX_EPOCH);
+        assert_eq!(condition(&status, "Ready").status, "True", "without gates, ready containers make a Ready pod");
+    }
+
+    #[test]
+    fn priority_and_priority_class_are_kept_on_the_mirror() {
+        let gated = parse_manifest(GATED.as_bytes(), &Origin::file("/m/web.yaml"), "n1").unwrap().remove(0);
+        let spec = mirror_of(&gated, "n1", "u").spec.unwrap();
+        assert_eq!(spec.priority, Some(2000001000));
+        assert_eq!(spec.priority_class_name.as_deref(), Some("system-node-critical"));
+        assert_eq!(spec.readiness_gates.unwrap()[0].condition_type, "example.com/lb");
+    }
+
     #[test]
     fn status_without_a_view_is_pending_and_creating() {
         let status = status_of(&static_pod(), None, "10.0.0.1", Timestamp::UNIX_EPOCH);
@@ -397,6 +472,7 @@ mod tests {
             containers: vec![container],
             last_error: None,
             reason: Some(("DeadlineExceeded".into(), "too long".into())),
+            readiness_gates: vec![],
         };
         let status = status_of(&pod, Some(&state), "10.0.0.1", Timestamp::UNIX_EPOCH);
         assert_eq!(

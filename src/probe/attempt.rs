@@ -221,7 +221,7 @@ mod tests {
     async fn exec_probe_passes_on_exit_zero_and_fails_with_the_commands_output() {
         use crate::cri::{Cri, api};
         let fake = FakeCri::default();
-        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default()).await.unwrap();
+        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default(), "").await.unwrap();
         let id = fake.create_container(&sandbox, Default::default(), Default::default()).await.unwrap();
         let target = Target { container_id: &id, pod_ip: "" };
         let probe = spec(Handler::Exec { command: vec!["cat".into(), "/tmp/healthy".into()] });

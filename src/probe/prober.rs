@@ -233,7 +233,7 @@ mod tests {
         let pod = parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0);
         let specs = HashMap::from([("c".to_owned(), container_probes(&pod.spec().containers[0]).unwrap())]);
         let fake = Arc::new(FakeCri::default());
-        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default()).await.unwrap();
+        let sandbox = fake.run_sandbox(api::PodSandboxConfig::default(), "").await.unwrap();
         let id = fake.create_container(&sandbox, Default::default(), Default::default()).await.unwrap();
         let prober = Prober::new(fake.clone(), Events::default(), pod);
         (fake, prober, specs, id)

@@ -18,7 +18,7 @@ use super::{
 use crate::cri::{
     CriError, SharedCri, api,
     host::Host,
-    pod_cgroup,
+    hosts, pod_cgroup,
     resources::{self, PodCgroups},
     security, translate,
 };
@@ -36,17 +36,19 @@ impl Worker {
                 let cgroups = self.pod_cgroups().await?;
                 let config =
                     translate::sandbox_config_in(&self.pod, &self.ctx.node, &self.ctx.pod_logs_dir, attempt, cgroups);
-                let id = match runtime.run_sandbox(config.clone()).await {
+                let handler = self.pod.spec().runtime_class_name.clone().unwrap_or_default();
+                let run = match runtime.run_sandbox(config.clone(), &handler).await {
                     // After a crash the runtime may still hold the name for a sandbox we no longer
                     // list; remove the holder and try once more (ENVIRONMENT.md).
                     Err(e) if e.message().contains("is reserved for") => {
                         if let Some(holder) = reserved_holder(e.message()) {
                             remove_sandbox(runtime.as_ref(), holder).await?;
                         }
-                        runtime.run_sandbox(config).await?
+                        runtime.run_sandbox(config, &handler).await
                     }
-                    other => other?,
+                    other => other,
                 };
+                let id = run.map_err(|e| self.sandbox_failed(e, &handler))?;
                 tracing::info!(sandbox = %id, attempt, "sandbox running");
                 self.ctx.metrics.sandboxes_started.inc();
                 if !self.pod.host_network() {
@@ -146,6 +148,7 @@ impl Worker {
         let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, node_ip, volumes_dir: &volumes_dir };
         let mut config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
         config.mounts.extend(termination::prepare(&self.ctx.root_dir, &self.pod, &container, restart_count));
+        hosts::prepare(&self.ctx.root_dir, &self.pod, &pod_ip, &mut config);
         let oom_score_adj = config.linux.as_ref().and_then(|l| l.resources.as_ref()).map_or(0, |r| r.oom_score_adj);
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,
@@ -172,6 +175,23 @@ impl Worker {
         self.ctx.metrics.containers_started.inc();
         tracing::info!(container = %name, id = %id, restart_count, "container started");
         self.post_start(&id, name, sandbox_id).await
+    }
+
+    /// kubelet's FailedCreatePodSandBox event; with a runtime handler asked for, the error names
+    /// `spec.runtimeClassName`, the likeliest cause (containerd refuses an unknown handler).
+    fn sandbox_failed(&self, error: CriError, handler: &str) -> CriError {
+        let error = match error {
+            CriError::Rpc { rpc, endpoint, code, message } if !handler.is_empty() && !code_is_transient(code) => {
+                let message = format!("spec.runtimeClassName {handler:?} (used as the runtime handler): {message}");
+                CriError::Rpc { rpc, endpoint, code, message }
+            }
+            other => other,
+        };
+        if !error.is_unavailable() {
+            let message = format!("Failed to create pod sandbox: {error}");
+            self.ctx.events.warning(&self.pod, "FailedCreatePodSandBox", message);
+        }
+        error
     }
 
     /// Where this pod's cgroup goes (the runtime's driver is asked once per daemon); with kubelet's
@@ -277,6 +297,10 @@ fn report_oom_score_clamp(runtime: SharedCri, id: String, asked: i64) {
     });
 }
 
+fn code_is_transient(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+}
+
 /// The sandbox ID in containerd's `name "..." is reserved for "<id>"` error.
 fn reserved_holder(message: &str) -> Option<&str> {
     let rest = &message[message.find("is reserved for")? + "is reserved for".len()..];
@@ -315,7 +339,7 @@ mod tests {
     }
 
     async fn sandbox(fake: &FakeCri, pod: &StaticPod) -> String {
-        fake.run_sandbox(translate::sandbox_config(pod, "n", Path::new("/tmp"), 0)).await.unwrap()
+        fake.run_sandbox(translate::sandbox_config(pod, "n", Path::new("/tmp"), 0), "").await.unwrap()
     }
 
     fn start(sandbox_id: &str) -> Action {
@@ -338,6 +362,39 @@ mod tests {
             ["RunPodSandbox", "StopPodSandbox old-holder", "RemovePodSandbox old-holder", "RunPodSandbox"]
         );
         assert_eq!(fake.sandbox_ids(), ["sandbox-1"], "the holder is gone and one new sandbox runs");
+    }
+
+    fn pod_with_handler(handler: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: true\n  runtimeClassName: {handler}\n  containers:\n  - {{name: app, image: \"{IMAGE}\"}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    #[tokio::test]
+    async fn runtime_class_name_is_the_runtime_handler() {
+        let fake = Arc::new(FakeCri::default());
+        let (mut w, _dir) = worker(fake.clone(), pod_with_handler("runc"));
+
+        w.execute(Action::CreateSandbox { attempt: 0, stop: vec![] }).await.unwrap();
+
+        assert_eq!(fake.sandbox_handlers(), [("sandbox-1".to_owned(), "runc".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_runtime_handler_names_the_field_and_runs_nothing() {
+        let fake = Arc::new(FakeCri::default());
+        let message = r#"failed to get sandbox runtime: no runtime for "no-such-handler" is configured"#;
+        fake.fail_next("RunPodSandbox", rpc_error("RunPodSandbox", tonic::Code::Unknown, message));
+        let (mut w, _dir) = worker(fake.clone(), pod_with_handler("no-such-handler"));
+
+        let error = w.execute(Action::CreateSandbox { attempt: 0, stop: vec![] }).await.unwrap_err();
+
+        let text = error.to_string();
+        assert!(text.contains(r#"spec.runtimeClassName "no-such-handler""#), "{text}");
+        assert!(text.contains("no runtime for"), "the runtime's words are kept: {text}");
+        assert!(fake.sandbox_ids().is_empty());
+        assert_eq!(fake.calls(), ["RunPodSandbox"]);
     }
 
     #[tokio::test]

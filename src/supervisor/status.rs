@@ -40,6 +40,9 @@ pub struct PodState {
     /// Why the pod failed as a whole (`DeadlineExceeded`), with kubelet's message: the pod's
     /// phase is then Failed, and this is its STATUS.
     pub reason: Option<(String, String)>,
+    /// The condition types of `spec.readinessGates`. Only the API server could set them (on the
+    /// mirror), so locally none is ever met: a pod with readiness gates is never Ready here.
+    pub readiness_gates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,8 +158,29 @@ pub fn observe(inputs: &Inputs) -> PodState {
         containers,
         last_error: None,
         reason: None,
+        readiness_gates: pod.spec().readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
     }
 }
+
+/// kubelet's Ready condition past ContainersReady (status.GeneratePodReadyCondition): every
+/// readiness gate's condition must be True in `conditions`. None when all are; otherwise the
+/// message of the `ReadinessGatesNotReady` reason, naming each gate that is not met.
+pub fn readiness_gates_not_ready(gates: &[String], conditions: &[(String, String)]) -> Option<String> {
+    let unmet: Vec<String> = gates
+        .iter()
+        .filter_map(|gate| match conditions.iter().find(|(kind, _)| kind == gate) {
+            None => Some(format!("corresponding condition of pod readiness gate {gate:?} does not exist.")),
+            Some((_, status)) if status != "True" => {
+                Some(format!("the status of pod readiness gate {gate:?} is not \"True\", but {status}"))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    (!unmet.is_empty()).then(|| unmet.join(", "))
+}
+
+/// kubelet's reason for a Ready condition held False by readiness gates.
+pub const READINESS_GATES_NOT_READY: &str = "ReadinessGatesNotReady";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -236,6 +260,14 @@ impl PodState {
     /// The containers kubectl counts in READY: the main ones and the sidecars.
     fn counted(&self) -> impl Iterator<Item = &ContainerStatus> {
         self.init_containers.iter().filter(|c| c.sidecar).chain(&self.containers)
+    }
+
+    /// The pod's Ready condition as kubelet computes it: every counted container ready and every
+    /// readiness gate met (none can be, locally: see `readiness_gates`).
+    pub fn pod_ready(&self) -> bool {
+        self.counted().next().is_some()
+            && self.counted().all(|c| c.ready)
+            && readiness_gates_not_ready(&self.readiness_gates, &[]).is_none()
     }
 
     /// kubectl's READY: `ready/total`.
@@ -346,7 +378,39 @@ mod tests {
             containers,
             last_error: None,
             reason: None,
+            readiness_gates: vec![],
         }
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_false_until_their_conditions_are_true() {
+        let gates = vec!["example.com/lb".to_owned(), "example.com/db".to_owned()];
+        let conditions = |lb: &str| vec![("example.com/lb".to_owned(), lb.to_owned())];
+        for (have, expected) in [
+            (
+                vec![],
+                Some(
+                    r#"corresponding condition of pod readiness gate "example.com/lb" does not exist., corresponding condition of pod readiness gate "example.com/db" does not exist."#,
+                ),
+            ),
+            (
+                conditions("False"),
+                Some(
+                    r#"the status of pod readiness gate "example.com/lb" is not "True", but False, corresponding condition of pod readiness gate "example.com/db" does not exist."#,
+                ),
+            ),
+        ] {
+            assert_eq!(readiness_gates_not_ready(&gates, &have).as_deref(), expected, "{have:?}");
+        }
+        let both = vec![("example.com/lb".to_owned(), "True".into()), ("example.com/db".to_owned(), "True".into())];
+        assert_eq!(readiness_gates_not_ready(&gates, &both), None);
+        assert_eq!(readiness_gates_not_ready(&[], &[]), None);
+
+        let mut state = pod(vec![c(ContainerPhase::Running)], false);
+        assert!(state.pod_ready());
+        state.readiness_gates = vec!["example.com/lb".into()];
+        assert!(!state.pod_ready(), "a static pod's gate conditions are never set locally");
+        assert_eq!(state.ready(), "1/1", "kubectl's READY counts containers only");
     }
 
     #[test]
