@@ -26,6 +26,8 @@ struct State {
     failures: HashMap<&'static str, VecDeque<CriError>>,
     next_id: u64,
     clock: i64,
+    /// The config of the last CreateContainer that succeeded.
+    last_container_config: Option<api::ContainerConfig>,
 }
 
 #[derive(Default)]
@@ -86,6 +88,11 @@ impl FakeCri {
     }
 
     /// Container IDs with their CRI state.
+    /// The config the last container was created with.
+    pub fn last_container_config(&self) -> Option<api::ContainerConfig> {
+        self.state.lock().unwrap().last_container_config.clone()
+    }
+
     pub fn containers(&self) -> Vec<(String, api::ContainerState)> {
         let state = self.state();
         state.containers.iter().map(|c| (c.id.clone(), api::ContainerState::try_from(c.state).unwrap())).collect()
@@ -202,6 +209,7 @@ impl Cri for FakeCri {
             return Err(not_found("CreateContainer", sandbox_id));
         }
         let id = state.new_id("container-");
+        state.last_container_config = Some(config.clone());
         let container = api::Container {
             id: id.clone(),
             pod_sandbox_id: sandbox_id.into(),

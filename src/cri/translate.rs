@@ -12,14 +12,14 @@ use k8s_cri::v1::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxMetadata,
     PortMapping, Protocol,
 };
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{self as api_mount, Container};
 
 use super::{
     client::image_spec,
     host::Host,
     labels,
     resources::{self, PodCgroups},
-    security,
+    security, volumes,
 };
 use crate::manifest::StaticPod;
 
@@ -27,8 +27,11 @@ use crate::manifest::StaticPod;
 pub struct ContainerContext<'a> {
     pub restart_count: u32,
     pub pod_ip: &'a str,
-    /// Where emptyDir volumes of this pod live on the host.
+    /// Where this pod's volumes live on the host (`volumes::pod_volumes_dir`).
     pub volumes_dir: &'a Path,
+    /// The host paths of the container's subPath mounts (by index in `volumeMounts`), resolved
+    /// inside their volumes before the container is created (`volumes::resolve_sub_path`).
+    pub sub_paths: &'a BTreeMap<usize, PathBuf>,
 }
 
 /// `<podLogsDir>/<namespace>_<name>_<uid>`, kubelet's layout, which `kubectl logs` users and log
@@ -44,7 +47,7 @@ pub fn container_log_path(container: &str, restart_count: u32) -> String {
 
 /// `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir`, kubelet's layout.
 pub fn empty_dir_root(root_dir: &Path, pod: &StaticPod) -> PathBuf {
-    root_dir.join("pods").join(&pod.uid).join("volumes").join("kubernetes.io~empty-dir")
+    volumes::pod_volumes_dir(root_dir, pod).join("kubernetes.io~empty-dir")
 }
 
 /// The sandbox config with the runtime's default cgroup placement (see `sandbox_config_in`).
@@ -136,6 +139,7 @@ pub fn container_config_on(
     let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, &lookup)).collect();
 
+    let mounts = mounts(pod, container, ctx, &lookup);
     let mut container_labels: HashMap<String, String> = pod_identity_labels(pod, node).into_iter().collect();
     container_labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
     let mut annotations = HashMap::new();
@@ -150,7 +154,7 @@ pub fn container_config_on(
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs: env.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
-        mounts: mounts(pod, container, ctx.volumes_dir),
+        mounts,
         labels: container_labels,
         annotations,
         log_path: container_log_path(&container.name, ctx.restart_count),
@@ -199,7 +203,7 @@ fn protocol(name: Option<&str>) -> Protocol {
 
 /// The container's environment in order, with `$(VAR)` references to earlier variables expanded
 /// and the supported downward-API fields filled in.
-fn environment(pod: &StaticPod, node: &str, container: &Container, pod_ip: &str) -> Vec<(String, String)> {
+pub fn environment(pod: &StaticPod, node: &str, container: &Container, pod_ip: &str) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     for var in container.env.iter().flatten() {
         let value = match var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
@@ -249,26 +253,52 @@ pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
     out
 }
 
-fn mounts(pod: &StaticPod, container: &Container, volumes_dir: &Path) -> Vec<api::Mount> {
+/// A mount's subPath, or its subPathExpr with `$(VAR)` expanded from the container's environment
+/// (kubelet's `subpath.ExpandSubPathExpr`), if either is set.
+pub fn sub_path(mount: &api_mount::VolumeMount, env: &HashMap<&str, &str>) -> Option<String> {
+    let written = mount.sub_path.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    written.or_else(|| mount.sub_path_expr.as_deref().filter(|s| !s.is_empty()).map(|e| expand(e, env)))
+}
+
+/// CRI's propagation for a mount's `mountPropagation` (None, or unset, is private).
+pub fn propagation(mount: &api_mount::VolumeMount) -> api::MountPropagation {
+    match mount.mount_propagation.as_deref() {
+        Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer,
+        Some("Bidirectional") => api::MountPropagation::PropagationBidirectional,
+        _ => api::MountPropagation::PropagationPrivate,
+    }
+}
+
+fn mounts(
+    pod: &StaticPod,
+    container: &Container,
+    ctx: &ContainerContext,
+    env: &HashMap<&str, &str>,
+) -> Vec<api::Mount> {
     let volumes = pod.spec().volumes.clone().unwrap_or_default();
     container
         .volume_mounts
         .iter()
         .flatten()
-        .filter_map(|mount| {
+        .enumerate()
+        .filter_map(|(i, mount)| {
             let volume = volumes.iter().find(|v| v.name == mount.name)?;
-            let mut host_path = match (&volume.host_path, &volume.empty_dir) {
-                (Some(host), _) => PathBuf::from(&host.path),
-                (None, Some(_)) => volumes_dir.join(&volume.name),
-                (None, None) => return None,
-            };
-            if let Some(sub_path) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let mut host_path = volumes::volume_host_path(volume, ctx.volumes_dir)?;
+            if let Some(resolved) = ctx.sub_paths.get(&i) {
+                host_path = resolved.clone();
+            } else if let Some(sub_path) = sub_path(mount, env) {
                 host_path = host_path.join(sub_path);
             }
+            // kubelet mounts generated volumes (downwardAPI, projected) read-only.
+            let readonly = mount.read_only.unwrap_or(false) || volumes::is_generated(volume);
             Some(api::Mount {
                 container_path: mount.mount_path.clone(),
                 host_path: host_path.to_string_lossy().into_owned(),
-                readonly: mount.read_only.unwrap_or(false),
+                readonly,
+                propagation: propagation(mount) as i32,
+                // recursiveReadOnly: Enabled is refused by validation (containerd 1.6 cannot);
+                // IfPossible falls back to a non-recursive read-only mount, as kubelet does.
+                recursive_read_only: false,
                 ..Default::default()
             })
         })
@@ -332,7 +362,12 @@ spec:
     fn container_gets_expanded_command_env_mounts_and_log_path() {
         let pod = pod(WEB);
         let container = &pod.spec().containers[0];
-        let ctx = ContainerContext { restart_count: 4, pod_ip: "10.0.0.9", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext {
+            restart_count: 4,
+            pod_ip: "10.0.0.9",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
         let config = container_config(&pod, "Node-A", container, &ctx);
         assert_eq!(config.command, ["httpd", "-f", "-p", "8080"]);
         let env: Vec<(&str, &str)> = config.envs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
@@ -343,7 +378,7 @@ spec:
         assert_eq!(config.labels["io.kubernetes.container.name"], "httpd");
         let mounts: Vec<(&str, &str, bool)> =
             config.mounts.iter().map(|m| (m.container_path.as_str(), m.host_path.as_str(), m.readonly)).collect();
-        assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/scratch", false)]);
+        assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/kubernetes.io~empty-dir/scratch", false)]);
     }
 
     const SECURED: &str = r#"
@@ -403,7 +438,12 @@ spec:
     #[test]
     fn container_gets_kubelets_resources_and_effective_security_context() {
         let pod = pod(SECURED);
-        let ctx = ContainerContext { restart_count: 0, pod_ip: "", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext {
+            restart_count: 0,
+            pod_ip: "",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
         let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
         let linux = config.linux.unwrap();
         let r = linux.resources.unwrap();

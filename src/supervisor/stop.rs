@@ -34,6 +34,7 @@ pub(super) async fn stop_pod(ctx: &Context, pod: &StaticPod, shutdown: &Cancella
         pod.init_containers().iter().filter(|c| is_sidecar(c)).rev().map(|c| c.name.clone()).collect();
     kill_until_gone(ctx, &pod.uid, pod.grace_period(), &sidecars, shutdown).await;
     if !shutdown.is_cancelled() {
+        crate::cri::volumes::unmount_memory_volumes(&ctx.root_dir, &pod.uid);
         let _ = std::fs::remove_dir_all(ctx.root_dir.join("pods").join(&pod.uid));
         remove_pod_cgroup(ctx, &pod.uid).await;
         tracing::info!("pod stopped");
