@@ -464,6 +464,49 @@ spec:
     }
 
     #[test]
+    fn mount_propagation_and_read_only_map_to_cri() {
+        let pod = pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: m}
+spec:
+  volumes: [{name: h, hostPath: {path: /h}}, {name: i, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {privileged: true}
+    volumeMounts:
+    - {name: h, mountPath: /a, mountPropagation: None}
+    - {name: h, mountPath: /b, mountPropagation: HostToContainer, readOnly: true, recursiveReadOnly: IfPossible}
+    - {name: h, mountPath: /c, mountPropagation: Bidirectional}
+    - {name: i, mountPath: /i}
+"#);
+        let ctx = ContainerContext {
+            restart_count: 0,
+            pod_ip: "",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
+        let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
+        let got: Vec<(&str, i32, bool, bool)> = config
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.propagation, m.readonly, m.recursive_read_only))
+            .collect();
+        use api::MountPropagation::*;
+        assert_eq!(
+            got,
+            [
+                ("/a", PropagationPrivate as i32, false, false),
+                ("/b", PropagationHostToContainer as i32, true, false),
+                ("/c", PropagationBidirectional as i32, false, false),
+                ("/i", PropagationPrivate as i32, true, false),
+            ]
+        );
+        assert_eq!(config.mounts[3].host_path, "/v/kubernetes.io~downward-api/i");
+    }
+
+    #[test]
     fn expansion_follows_kubernetes_rules() {
         let vars = HashMap::from([("A", "1")]);
         for (input, out) in
