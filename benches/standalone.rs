@@ -352,11 +352,13 @@ impl FloorShared {
     async fn start_container(&self, pod: &mut FloorPod) {
         let container = &pod.spec.spec().containers[0];
         self.cri.image_id(container.image.as_deref().unwrap()).await.unwrap();
+        let sub_paths = Default::default();
         let ctx = translate::ContainerContext {
             restart_count: pod.restarts,
             pod_ip: "",
             node_ip: "",
             volumes_dir: self.logs.path(),
+            sub_paths: &sub_paths,
         };
         let config = translate::container_config(&pod.spec, &self.node, container, &ctx);
         pod.container = self.cri.create_container(&pod.sandbox, config, pod.config.clone()).await.unwrap();

@@ -34,6 +34,8 @@ struct State {
     clock: i64,
     /// Added to `clock` for creation times (0: times near the epoch; see `use_wall_clock`).
     clock_base: i64,
+    /// The config of the last CreateContainer that succeeded.
+    last_container_config: Option<api::ContainerConfig>,
 }
 
 #[derive(Default)]
@@ -99,6 +101,11 @@ impl FakeCri {
     }
 
     /// Container IDs with their CRI state.
+    /// The config the last container was created with.
+    pub fn last_container_config(&self) -> Option<api::ContainerConfig> {
+        self.state.lock().unwrap().last_container_config.clone()
+    }
+
     pub fn containers(&self) -> Vec<(String, api::ContainerState)> {
         let state = self.state();
         state.containers.iter().map(|c| (c.id.clone(), api::ContainerState::try_from(c.state).unwrap())).collect()
@@ -237,6 +244,7 @@ impl Cri for FakeCri {
         let log_path =
             if config.log_path.is_empty() { String::new() } else { format!("{log_dir}/{}", config.log_path) };
         state.mounts.insert(id.clone(), (config.mounts.clone(), log_path));
+        state.last_container_config = Some(config.clone());
         let container = api::Container {
             id: id.clone(),
             pod_sandbox_id: sandbox_id.into(),

@@ -22,6 +22,7 @@ pub mod pod_cgroup;
 pub mod resources;
 pub mod security;
 pub mod translate;
+pub mod volumes;
 
 use std::{sync::Arc, time::Duration};
 

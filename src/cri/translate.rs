@@ -12,7 +12,7 @@ use k8s_cri::v1::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxMetadata,
     PortMapping, Protocol,
 };
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{self as api_mount, Container};
 
 use super::{
     client::image_spec,
@@ -20,7 +20,7 @@ use super::{
     host::Host,
     hosts, labels,
     resources::{self, PodCgroups},
-    security,
+    security, volumes,
 };
 use crate::manifest::StaticPod;
 
@@ -31,8 +31,11 @@ pub struct ContainerContext<'a> {
     pub pod_ip: &'a str,
     /// The node's IP: status.hostIP, and status.podIP on the host network.
     pub node_ip: &'a str,
-    /// Where emptyDir volumes of this pod live on the host.
+    /// Where this pod's volumes live on the host (`volumes::pod_volumes_dir`).
     pub volumes_dir: &'a Path,
+    /// The host paths of the container's subPath mounts (by index in `volumeMounts`), resolved
+    /// inside their volumes before the container is created (`volumes::resolve_sub_path`).
+    pub sub_paths: &'a BTreeMap<usize, PathBuf>,
 }
 
 /// `<podLogsDir>/<namespace>_<name>_<uid>`, kubelet's layout, which `kubectl logs` users and log
@@ -48,7 +51,7 @@ pub fn container_log_path(container: &str, restart_count: u32) -> String {
 
 /// `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir`, kubelet's layout.
 pub fn empty_dir_root(root_dir: &Path, pod: &StaticPod) -> PathBuf {
-    root_dir.join("pods").join(&pod.uid).join("volumes").join("kubernetes.io~empty-dir")
+    volumes::pod_volumes_dir(root_dir, pod).join("kubernetes.io~empty-dir")
 }
 
 /// The sandbox config with the runtime's default cgroup placement (see `sandbox_config_in`).
@@ -135,6 +138,7 @@ pub fn container_config_on(
     let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |items: &Option<Vec<String>>| items.iter().flatten().map(|s| expand(s, &lookup)).collect();
 
+    let mounts = mounts(pod, container, ctx, &lookup);
     let mut container_labels: HashMap<String, String> = pod_identity_labels(pod, node).into_iter().collect();
     container_labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
     let mut annotations = HashMap::new();
@@ -149,7 +153,7 @@ pub fn container_config_on(
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs: env.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
-        mounts: mounts(pod, container, ctx.volumes_dir),
+        mounts,
         labels: container_labels,
         annotations,
         log_path: container_log_path(&container.name, ctx.restart_count),
@@ -202,8 +206,20 @@ fn protocol(name: Option<&str>) -> Protocol {
 /// The container's environment in order, with `$(VAR)` references to earlier variables expanded
 /// and the supported downward-API fields filled in.
 fn environment(pod: &StaticPod, node: &str, container: &Container, ctx: &ContainerContext) -> Vec<(String, String)> {
+    environment_of(pod, node, container, ctx.pod_ip, ctx.node_ip)
+}
+
+/// The container's environment as the runtime gets it (also what `$(VAR)` in subPathExpr
+/// expands from).
+pub fn environment_of(
+    pod: &StaticPod,
+    node: &str,
+    container: &Container,
+    pod_ip: &str,
+    node_ip: &str,
+) -> Vec<(String, String)> {
     // A host-network pod's IP is the node's, as kubelet reports it.
-    let pod_ip = if pod.host_network() { ctx.node_ip } else { ctx.pod_ip };
+    let pod_ip = if pod.host_network() { node_ip } else { pod_ip };
     let mut env: Vec<(String, String)> = Vec::new();
     for var in container.env.iter().flatten() {
         let value = match var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
@@ -214,7 +230,7 @@ fn environment(pod: &StaticPod, node: &str, container: &Container, ctx: &Contain
                 "spec.nodeName" => node.to_owned(),
                 // One IP each (no dual stack): the lists are that IP.
                 "status.podIP" | "status.podIPs" => pod_ip.to_owned(),
-                "status.hostIP" | "status.hostIPs" => ctx.node_ip.to_owned(),
+                "status.hostIP" | "status.hostIPs" => node_ip.to_owned(),
                 _ => String::new(),
             },
             None => {
@@ -255,26 +271,52 @@ pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
     out
 }
 
-fn mounts(pod: &StaticPod, container: &Container, volumes_dir: &Path) -> Vec<api::Mount> {
+/// A mount's subPath, or its subPathExpr with `$(VAR)` expanded from the container's environment
+/// (kubelet's `subpath.ExpandSubPathExpr`), if either is set.
+pub fn sub_path(mount: &api_mount::VolumeMount, env: &HashMap<&str, &str>) -> Option<String> {
+    let written = mount.sub_path.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    written.or_else(|| mount.sub_path_expr.as_deref().filter(|s| !s.is_empty()).map(|e| expand(e, env)))
+}
+
+/// CRI's propagation for a mount's `mountPropagation` (None, or unset, is private).
+pub fn propagation(mount: &api_mount::VolumeMount) -> api::MountPropagation {
+    match mount.mount_propagation.as_deref() {
+        Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer,
+        Some("Bidirectional") => api::MountPropagation::PropagationBidirectional,
+        _ => api::MountPropagation::PropagationPrivate,
+    }
+}
+
+fn mounts(
+    pod: &StaticPod,
+    container: &Container,
+    ctx: &ContainerContext,
+    env: &HashMap<&str, &str>,
+) -> Vec<api::Mount> {
     let volumes = pod.spec().volumes.clone().unwrap_or_default();
     container
         .volume_mounts
         .iter()
         .flatten()
-        .filter_map(|mount| {
+        .enumerate()
+        .filter_map(|(i, mount)| {
             let volume = volumes.iter().find(|v| v.name == mount.name)?;
-            let mut host_path = match (&volume.host_path, &volume.empty_dir) {
-                (Some(host), _) => PathBuf::from(&host.path),
-                (None, Some(_)) => volumes_dir.join(&volume.name),
-                (None, None) => return None,
-            };
-            if let Some(sub_path) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let mut host_path = volumes::volume_host_path(volume, ctx.volumes_dir)?;
+            if let Some(resolved) = ctx.sub_paths.get(&i) {
+                host_path = resolved.clone();
+            } else if let Some(sub_path) = sub_path(mount, env) {
                 host_path = host_path.join(sub_path);
             }
+            // kubelet mounts generated volumes (downwardAPI, projected) read-only.
+            let readonly = mount.read_only.unwrap_or(false) || volumes::is_generated(volume);
             Some(api::Mount {
                 container_path: mount.mount_path.clone(),
                 host_path: host_path.to_string_lossy().into_owned(),
-                readonly: mount.read_only.unwrap_or(false),
+                readonly,
+                propagation: propagation(mount) as i32,
+                // recursiveReadOnly: Enabled is refused by validation (containerd 1.6 cannot);
+                // IfPossible falls back to a non-recursive read-only mount, as kubelet does.
+                recursive_read_only: false,
                 ..Default::default()
             })
         })
@@ -338,7 +380,13 @@ spec:
     fn container_gets_expanded_command_env_mounts_and_log_path() {
         let pod = pod(WEB);
         let container = &pod.spec().containers[0];
-        let ctx = ContainerContext { restart_count: 4, pod_ip: "", node_ip: "192.0.2.7", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext {
+            restart_count: 4,
+            node_ip: "192.0.2.7",
+            pod_ip: "10.0.0.9",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
         let config = container_config(&pod, "Node-A", container, &ctx);
         assert_eq!(config.command, ["httpd", "-f", "-p", "8080"]);
         let env: Vec<(&str, &str)> = config.envs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
@@ -349,7 +397,7 @@ spec:
         assert_eq!(config.labels["io.kubernetes.container.name"], "httpd");
         let mounts: Vec<(&str, &str, bool)> =
             config.mounts.iter().map(|m| (m.container_path.as_str(), m.host_path.as_str(), m.readonly)).collect();
-        assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/scratch", false)]);
+        assert_eq!(mounts, [("/data", "/srv/data", true), ("/scratch", "/v/kubernetes.io~empty-dir/scratch", false)]);
     }
 
     const SECURED: &str = r#"
@@ -409,7 +457,13 @@ spec:
     #[test]
     fn container_gets_kubelets_resources_and_effective_security_context() {
         let pod = pod(SECURED);
-        let ctx = ContainerContext { restart_count: 0, pod_ip: "", node_ip: "10.0.0.1", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext {
+            restart_count: 0,
+            pod_ip: "",
+            node_ip: "10.0.0.1",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
         let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
         let linux = config.linux.unwrap();
         let r = linux.resources.unwrap();
@@ -441,7 +495,13 @@ spec:
             let p = pod(&format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  hostNetwork: {host_network}\n  containers:\n  - name: c\n    image: i\n    env:\n{vars}"
             ));
-            let ctx = ContainerContext { restart_count: 0, pod_ip, node_ip: "192.0.2.7", volumes_dir: Path::new("/v") };
+            let ctx = ContainerContext {
+                restart_count: 0,
+                pod_ip,
+                node_ip: "192.0.2.7",
+                volumes_dir: Path::new("/v"),
+                sub_paths: &BTreeMap::new(),
+            };
             let config = container_config(&p, "Node-A", &p.spec().containers[0], &ctx);
             config.envs.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>()
         };
@@ -454,7 +514,13 @@ spec:
         let pod = pod(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - {name: a, image: i, stdin: true, stdinOnce: true, tty: true}\n  - {name: b, image: i}\n",
         );
-        let ctx = ContainerContext { restart_count: 0, pod_ip: "", node_ip: "10.0.0.1", volumes_dir: Path::new("/v") };
+        let ctx = ContainerContext {
+            restart_count: 0,
+            pod_ip: "",
+            node_ip: "10.0.0.1",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
         let flags = |c: &Container| {
             let config = container_config_on(&host(), &pod, "n", c, &ctx);
             (config.stdin, config.stdin_once, config.tty)
@@ -478,6 +544,50 @@ spec:
             None,
             "the runtime copies the node's"
         );
+    }
+
+    #[test]
+    fn mount_propagation_and_read_only_map_to_cri() {
+        let pod = pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: m}
+spec:
+  volumes: [{name: h, hostPath: {path: /h}}, {name: i, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {privileged: true}
+    volumeMounts:
+    - {name: h, mountPath: /a, mountPropagation: None}
+    - {name: h, mountPath: /b, mountPropagation: HostToContainer, readOnly: true, recursiveReadOnly: IfPossible}
+    - {name: h, mountPath: /c, mountPropagation: Bidirectional}
+    - {name: i, mountPath: /i}
+"#);
+        let ctx = ContainerContext {
+            restart_count: 0,
+            pod_ip: "",
+            node_ip: "10.0.0.1",
+            volumes_dir: Path::new("/v"),
+            sub_paths: &BTreeMap::new(),
+        };
+        let config = container_config_on(&host(), &pod, "n", &pod.spec().containers[0], &ctx);
+        let got: Vec<(&str, i32, bool, bool)> = config
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.propagation, m.readonly, m.recursive_read_only))
+            .collect();
+        use api::MountPropagation::*;
+        assert_eq!(
+            got,
+            [
+                ("/a", PropagationPrivate as i32, false, false),
+                ("/b", PropagationHostToContainer as i32, true, false),
+                ("/c", PropagationBidirectional as i32, false, false),
+                ("/i", PropagationPrivate as i32, true, false),
+            ]
+        );
+        assert_eq!(config.mounts[3].host_path, "/v/kubernetes.io~downward-api/i");
     }
 
     #[test]

@@ -60,7 +60,7 @@ const SERVICE_LINKS: &str = "no Service variables are injected: a static pod may
 // kubeadm writes `status: {}`; the table does not descend into it (see the tests).
 const STATUS: &str = "a pod's status is what staticlet observes; a manifest's is never read";
 const WINDOWS: &str = "Windows only; staticlet runs Linux containers";
-const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath or emptyDir)";
+const UNSUPPORTED_VOLUME: &str = "volume type not supported by staticlet (use hostPath, emptyDir or downwardAPI)";
 const ATTACH: &str = "passed to the runtime (CRI ContainerConfig); nothing attaches to a static pod's containers yet";
 const INIT_CONTAINERS: &str = "run in order, each to exit 0, before the main containers; every field under spec.initContainers[] is classified as under spec.containers[], except restartPolicy, and probes and lifecycle are only for sidecars";
 /// Init containers are Containers: their fields are classified as the main containers' are,
@@ -74,10 +74,9 @@ const PRIORITY: &str = "kept on the mirror; drives the containers' oom_score_adj
 const RESOURCE_NAMES: &str = "cpu, memory and hugepages-<size>";
 const FIELD_REFS: &str = "one of metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP(s) (the node's IP on the host network) or status.hostIP(s) (the node's IP)";
 const DNS_POLICY: &str = "there is no cluster DNS: ClusterFirst and ClusterFirstWithHostNet fall back to Default (the node's resolv.conf), as kubelet's do without clusterDNS; None uses dnsConfig alone";
-// Honoured only in part, yet not refused: kubeadm's control-plane manifests set DirectoryOrCreate
-// and FileOrCreate on paths that exist, where the mount is the same as kubelet's, and containerd
-// creates a missing host path as a directory, which is what DirectoryOrCreate asks for.
-const HOST_PATH_TYPE: &str = "partly: the runtime creates a missing path as a directory, as DirectoryOrCreate does; the checks of the other types (Directory, File, FileOrCreate, Socket...) are not made yet";
+const SUB_PATH: &str = "relative, without '..' (refused by field); resolved with symlinks followed before the container is created, created as a directory when missing, and a path that leaves its volume is a CreateContainerConfigError";
+const VOLUME_FIELD_REFS: &str = "one of metadata.name, metadata.namespace, metadata.uid, metadata.labels or metadata.annotations (kubelet's sorted key=\"value\" lines)";
+const RESOURCE_FIELD_REF: &str = "limits/requests of cpu, memory or ephemeral-storage, divided by divisor and rounded up; a limit not set is the node's capacity";
 
 use Class::{Accepted, Honoured, Refused};
 
@@ -373,12 +372,12 @@ pub const FIELDS: &[Field] = &[
     field("spec.containers[].volumeDevices", Refused("raw block devices need a PersistentVolumeClaim, which a static pod cannot use")),
     field("spec.containers[].volumeMounts", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].mountPath", Honoured(NONE)),
-    field("spec.containers[].volumeMounts[].mountPropagation", Refused(NOT_YET)),
+    field("spec.containers[].volumeMounts[].mountPropagation", Honoured("None, HostToContainer and Bidirectional as CRI's PROPAGATION_PRIVATE, _HOST_TO_CONTAINER, _BIDIRECTIONAL; Bidirectional only for privileged containers")),
     field("spec.containers[].volumeMounts[].name", Honoured(NONE)),
     field("spec.containers[].volumeMounts[].readOnly", Honoured(NONE)),
-    field("spec.containers[].volumeMounts[].recursiveReadOnly", Refused(NOT_YET)),
-    field("spec.containers[].volumeMounts[].subPath", Honoured(NONE)),
-    field("spec.containers[].volumeMounts[].subPathExpr", Refused(NOT_YET)),
+    field("spec.containers[].volumeMounts[].recursiveReadOnly", Honoured("Disabled; IfPossible falls back to a non-recursive read-only mount; Enabled is refused (containerd 1.6 cannot make recursive read-only mounts)")),
+    field("spec.containers[].volumeMounts[].subPath", Honoured(SUB_PATH)),
+    field("spec.containers[].volumeMounts[].subPathExpr", Honoured("$(VAR) expanded from the container's environment, then resolved as subPath is")),
     field("spec.containers[].workingDir", Honoured(NONE)),
     field("spec.dnsConfig", Honoured("the sandbox's CRI DNSConfig: alone with dnsPolicy None, else merged onto the node's resolv.conf as kubelet merges it (servers and searches appended without duplicates, options by name; at most 3 nameservers and 32 searches)")),
     field("spec.dnsConfig.nameservers", Honoured(NONE)),
@@ -472,10 +471,21 @@ pub const FIELDS: &[Field] = &[
     field("spec.volumes[].cinder", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].configMap", Refused(api_object!("ConfigMap"))),
     field("spec.volumes[].csi", Refused(api_object!("CSIDriver"))),
-    field("spec.volumes[].downwardAPI", Refused(NOT_YET)),
+    field("spec.volumes[].downwardAPI", Honoured("files written under `<rootDir>/pods/<uid>/volumes/kubernetes.io~downward-api` before the container starts, mounted read-only")),
+    field("spec.volumes[].downwardAPI.defaultMode", Honoured("0644 when unset")),
+    field("spec.volumes[].downwardAPI.items", Honoured(NONE)),
+    field("spec.volumes[].downwardAPI.items[].fieldRef", Honoured(NONE)),
+    field("spec.volumes[].downwardAPI.items[].fieldRef.apiVersion", Accepted("v1 is the only version of the fields fieldPath names")),
+    field("spec.volumes[].downwardAPI.items[].fieldRef.fieldPath", Honoured(VOLUME_FIELD_REFS)),
+    field("spec.volumes[].downwardAPI.items[].mode", Honoured(NONE)),
+    field("spec.volumes[].downwardAPI.items[].path", Honoured("relative, without '..'")),
+    field("spec.volumes[].downwardAPI.items[].resourceFieldRef", Honoured(RESOURCE_FIELD_REF)),
+    field("spec.volumes[].downwardAPI.items[].resourceFieldRef.containerName", Honoured("required")),
+    field("spec.volumes[].downwardAPI.items[].resourceFieldRef.divisor", Honoured("1 when unset")),
+    field("spec.volumes[].downwardAPI.items[].resourceFieldRef.resource", Honoured(NONE)),
     field("spec.volumes[].emptyDir", Honoured("a directory under `<rootDir>/pods/<uid>/volumes`")),
-    field("spec.volumes[].emptyDir.medium", Refused("not supported by staticlet yet (an emptyDir is always on the node's disk)")),
-    field("spec.volumes[].emptyDir.sizeLimit", Refused("not supported by staticlet yet (an emptyDir has no size limit)")),
+    field("spec.volumes[].emptyDir.medium", Honoured("\"\" (the node's disk) or Memory: a tmpfs mounted before the container starts and unmounted when the pod is removed; HugePages is refused")),
+    field("spec.volumes[].emptyDir.sizeLimit", Honoured("medium Memory: the tmpfs's size=; on disk it is not enforced (kubelet enforces it by eviction, which staticlet does not do)")),
     field("spec.volumes[].ephemeral", Refused(api_object!("PersistentVolumeClaim"))),
     field("spec.volumes[].fc", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].flexVolume", Refused(UNSUPPORTED_VOLUME)),
@@ -485,7 +495,7 @@ pub const FIELDS: &[Field] = &[
     field("spec.volumes[].glusterfs", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].hostPath", Honoured(NONE)),
     field("spec.volumes[].hostPath.path", Honoured("mounted as it is")),
-    field("spec.volumes[].hostPath.type", Honoured(HOST_PATH_TYPE)),
+    field("spec.volumes[].hostPath.type", Honoured("kubelet's checks before the container is created: DirectoryOrCreate makes a missing directory (0755), FileOrCreate an empty file (0644); Directory, File, Socket, CharDevice and BlockDevice are checked; a mismatch is a FailedMount event and CreateContainerConfigError")),
     field("spec.volumes[].image", Refused(NOT_YET)),
     field("spec.volumes[].iscsi", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].name", Honoured(NONE)),
@@ -493,7 +503,25 @@ pub const FIELDS: &[Field] = &[
     field("spec.volumes[].persistentVolumeClaim", Refused(api_object!("PersistentVolumeClaim"))),
     field("spec.volumes[].photonPersistentDisk", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].portworxVolume", Refused(UNSUPPORTED_VOLUME)),
-    field("spec.volumes[].projected", Refused(api_object!("ServiceAccount token, Secret or ConfigMap (projected)"))),
+    field("spec.volumes[].projected", Honoured("downwardAPI sources only, written and mounted as a downwardAPI volume is")),
+    field("spec.volumes[].projected.defaultMode", Honoured("0644 when unset")),
+    field("spec.volumes[].projected.sources", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].clusterTrustBundle", Refused(api_object!("ClusterTrustBundle"))),
+    field("spec.volumes[].projected.sources[].configMap", Refused(api_object!("ConfigMap"))),
+    field("spec.volumes[].projected.sources[].downwardAPI", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef.apiVersion", Accepted("v1 is the only version of the fields fieldPath names")),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef.fieldPath", Honoured(VOLUME_FIELD_REFS)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].mode", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].path", Honoured("relative, without '..'")),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef", Honoured(RESOURCE_FIELD_REF)),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.containerName", Honoured("required")),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.divisor", Honoured("1 when unset")),
+    field("spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef.resource", Honoured(NONE)),
+    field("spec.volumes[].projected.sources[].podCertificate", Refused(api_object!("PodCertificateRequest"))),
+    field("spec.volumes[].projected.sources[].secret", Refused(api_object!("Secret"))),
+    field("spec.volumes[].projected.sources[].serviceAccountToken", Refused(api_object!("ServiceAccount"))),
     field("spec.volumes[].quobyte", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].rbd", Refused(UNSUPPORTED_VOLUME)),
     field("spec.volumes[].scaleIO", Refused(UNSUPPORTED_VOLUME)),

@@ -341,6 +341,64 @@ mod tests {
     }
 
     #[test]
+    fn volume_problems_are_refused_by_field() {
+        let m = |mount: &str| {
+            format!(
+                "containers: [{{name: c, image: i:1, volumeMounts: [{{name: v, mountPath: /v, {mount}}}]}}], volumes: [{{name: v, emptyDir: {{}}}}]"
+            )
+        };
+        for (spec, expected) in [
+            (m("subPath: ../../etc"), "spec.containers[0].volumeMounts[0].subPath: \"../../etc\" must not contain '..'"),
+            (m("subPath: /etc"), "spec.containers[0].volumeMounts[0].subPath: \"/etc\" must be a relative path"),
+            (m("subPathExpr: $(A)/../x"), "volumeMounts[0].subPathExpr: \"$(A)/../x\" must not contain '..'"),
+            (m("subPath: a, subPathExpr: b"), "subPathExpr: subPathExpr and subPath are mutually exclusive"),
+            (
+                m("mountPropagation: Bidirectional"),
+                "volumeMounts[0].mountPropagation: Bidirectional mount propagation is available only to privileged containers",
+            ),
+            (m("mountPropagation: Shared"), "volumeMounts[0].mountPropagation: Unsupported value: \"Shared\""),
+            (m("recursiveReadOnly: Enabled, readOnly: true"), "volumeMounts[0].recursiveReadOnly: \"Enabled\" is not supported: the runtime does not support recursive read-only mounts"),
+            (m("recursiveReadOnly: IfPossible"), "recursiveReadOnly: may only be specified when readOnly is true"),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, hostPath: {path: /x, type: Fifo}}]".into(),
+                "spec.volumes[0].hostPath.type: Unsupported value: \"Fifo\"",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, emptyDir: {medium: HugePages}}]".into(),
+                "spec.volumes[0].emptyDir.medium: \"HugePages\" is not supported",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, downwardAPI: {items: [{path: /abs, fieldRef: {fieldPath: metadata.name}}]}}]".into(),
+                "spec.volumes[0].downwardAPI.items[0].path: \"/abs\" must be a relative path",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, downwardAPI: {items: [{path: a, fieldRef: {fieldPath: spec.nodeName}}]}}]".into(),
+                "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath: \"spec.nodeName\" is not supported",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, downwardAPI: {items: [{path: a, resourceFieldRef: {containerName: x, resource: limits.cpu}}]}}]".into(),
+                "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: no container named \"x\"",
+            ),
+            (
+                "containers: [{name: c, image: i:1}], volumes: [{name: v, projected: {sources: [{secret: {name: s}}]}}]".into(),
+                "spec.volumes[0].projected.sources[0]: references the API object kind",
+            ),
+        ] {
+            let message = error(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{spec}}}\n"));
+            assert!(message.contains(expected), "{spec}\n  gave: {message}\n  want: {expected}");
+        }
+        let privileged = "containers: [{name: c, image: i:1, securityContext: {privileged: true}, volumeMounts: [{name: v, mountPath: /v, mountPropagation: Bidirectional, subPathExpr: $(POD)}]}], volumes: [{name: v, hostPath: {path: /x, type: Socket}}, {name: d, projected: {sources: [{downwardAPI: {items: [{path: l, fieldRef: {fieldPath: metadata.labels}}]}}]}}]";
+        parse(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{privileged}}}\n")).unwrap();
+        for ok in [
+            "recursiveReadOnly: IfPossible, readOnly: true",
+            "recursiveReadOnly: Disabled",
+            "mountPropagation: HostToContainer",
+        ] {
+            parse(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec: {{{}}}\n", m(ok))).unwrap();
+        }
+    }
+
+    #[test]
     fn a_refusal_a_specific_check_explains_is_reported_once() {
         let message = error(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {serviceAccountName: x, containers: [{name: c, \

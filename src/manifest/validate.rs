@@ -6,13 +6,15 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::{
-    api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume},
+    api::core::v1::{
+        Container, DownwardAPIVolumeFile, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume, VolumeMount,
+    },
     apimachinery::pkg::api::resource::Quantity as Written,
 };
 use serde_json::Value;
 
 use super::{FieldError, fields};
-use crate::cri::resources::Quantity;
+use crate::cri::{resources::Quantity, volumes};
 
 /// Downward-API fields a static pod can be given without an API server.
 pub const SUPPORTED_FIELD_REFS: &[&str] = &[
@@ -148,6 +150,8 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         }
     }
 
+    let all_containers: HashSet<&str> =
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).map(|c| c.name.as_str()).collect();
     let mut volume_names = HashSet::new();
     for (i, volume) in spec.volumes.iter().flatten().enumerate() {
         let field = format!("spec.volumes[{i}]");
@@ -157,8 +161,10 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         if !volume_names.insert(volume.name.as_str()) {
             err(format!("{field}.name"), format!("duplicate volume name {:?}", volume.name));
         }
-        if let Err(message) = volume_source(volume) {
-            err(field, message);
+        if let Err(problems) = volume_source(volume, &all_containers) {
+            for (f, message) in problems {
+                err(format!("{field}{f}"), message);
+            }
         }
     }
 
@@ -241,13 +247,52 @@ fn dns_config_problems(spec: &PodSpec) -> Vec<(String, String)> {
     problems
 }
 
-/// hostPath and emptyDir are what a node can provide on its own; the rest need an API server or a
-/// volume plugin staticlet does not have.
-fn volume_source(volume: &Volume) -> Result<(), String> {
-    let api_reference =
-        |kind: &str| Err(format!("references the API object kind {kind}, which a static pod cannot use"));
-    if volume.host_path.is_some() || volume.empty_dir.is_some() {
+/// hostPath, emptyDir and downwardAPI (also as the only sources of a projected volume) are what
+/// a node can provide on its own; the rest need an API server or a volume plugin staticlet does
+/// not have. Problems are (field under the volume, message).
+fn volume_source(volume: &Volume, containers: &HashSet<&str>) -> Result<(), Vec<(String, String)>> {
+    let api_reference = |kind: &str| {
+        Err(vec![(String::new(), format!("references the API object kind {kind}, which a static pod cannot use"))])
+    };
+    if let Some(host) = &volume.host_path {
+        let kind = host.type_.as_deref().unwrap_or_default();
+        if !volumes::HOST_PATH_TYPES.contains(&kind) {
+            let known = volumes::HOST_PATH_TYPES.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+            return Err(vec![(
+                ".hostPath.type".into(),
+                format!("Unsupported value: {kind:?}: supported values: {known}"),
+            )]);
+        }
         return Ok(());
+    }
+    if let Some(empty_dir) = &volume.empty_dir {
+        return match empty_dir.medium.as_deref() {
+            None | Some("") | Some("Memory") => Ok(()),
+            Some(other) => Err(vec![(
+                ".emptyDir.medium".into(),
+                format!("{other:?} is not supported by staticlet (supported: \"\" and \"Memory\")"),
+            )]),
+        };
+    }
+    if let Some(downward) = &volume.downward_api {
+        let problems = downward_problems(".downwardAPI", downward.items.iter().flatten(), containers);
+        return if problems.is_empty() { Ok(()) } else { Err(problems) };
+    }
+    if let Some(projected) = &volume.projected {
+        let mut problems = Vec::new();
+        for (i, source) in projected.sources.iter().flatten().enumerate() {
+            let field = format!(".projected.sources[{i}]");
+            match &source.downward_api {
+                Some(d) if source.config_map.is_none() && source.secret.is_none() && source.service_account_token.is_none() => {
+                    problems.extend(downward_problems(&format!("{field}.downwardAPI"), d.items.iter().flatten(), containers));
+                }
+                _ => problems.push((
+                    field,
+                    "references the API object kind ServiceAccount token, Secret or ConfigMap (projected), which a static pod cannot use: only downwardAPI sources are supported".into(),
+                )),
+            }
+        }
+        return if problems.is_empty() { Ok(()) } else { Err(problems) };
     }
     if volume.secret.is_some() {
         return api_reference("Secret");
@@ -258,13 +303,71 @@ fn volume_source(volume: &Volume) -> Result<(), String> {
     if volume.persistent_volume_claim.is_some() || volume.ephemeral.is_some() {
         return api_reference("PersistentVolumeClaim");
     }
-    if volume.projected.is_some() {
-        return api_reference("ServiceAccount token, Secret or ConfigMap (projected)");
-    }
     if volume.csi.is_some() {
         return api_reference("CSIDriver");
     }
-    Err("volume type not supported by staticlet (use hostPath or emptyDir)".into())
+    Err(vec![(String::new(), "volume type not supported by staticlet (use hostPath, emptyDir or downwardAPI)".into())])
+}
+
+/// A downwardAPI volume's items: safe relative paths, one of the fields staticlet fills in, or a
+/// resource of a container of the pod.
+fn downward_problems<'a>(
+    field: &str,
+    items: impl Iterator<Item = &'a DownwardAPIVolumeFile>,
+    containers: &HashSet<&str>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (j, item) in items.enumerate() {
+        let at = format!("{field}.items[{j}]");
+        if let Some(problem) = volumes::local_path_problem(&item.path) {
+            out.push((format!("{at}.path"), problem));
+        }
+        if let Some(mode) = item.mode.filter(|m| !(0..=0o777).contains(m)) {
+            out.push((format!("{at}.mode"), format!("{mode} must be a number between 0 and 0777 (octal)")));
+        }
+        match (&item.field_ref, &item.resource_field_ref) {
+            (Some(f), None) => {
+                if !volumes::VOLUME_FIELD_REFS.contains(&f.field_path.as_str()) {
+                    out.push((
+                        format!("{at}.fieldRef.fieldPath"),
+                        format!(
+                            "{:?} is not supported (supported: {})",
+                            f.field_path,
+                            volumes::VOLUME_FIELD_REFS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            (None, Some(r)) => {
+                if !volumes::RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+                    out.push((
+                        format!("{at}.resourceFieldRef.resource"),
+                        format!(
+                            "{:?} is not supported (supported: {})",
+                            r.resource,
+                            volumes::RESOURCE_FIELDS.join(", ")
+                        ),
+                    ));
+                }
+                match r.container_name.as_deref() {
+                    None | Some("") => out.push((format!("{at}.resourceFieldRef.containerName"), "required".into())),
+                    Some(name) if !containers.contains(name) => out
+                        .push((format!("{at}.resourceFieldRef.containerName"), format!("no container named {name:?}"))),
+                    Some(_) => {}
+                }
+                if let Some(d) = &r.divisor
+                    && Quantity::parse(&d.0).map_or(true, |q| !q.is_positive())
+                {
+                    out.push((
+                        format!("{at}.resourceFieldRef.divisor"),
+                        format!("{:?} must be a positive quantity", d.0),
+                    ));
+                }
+            }
+            _ => out.push((at, "exactly one of fieldRef and resourceFieldRef is required".into())),
+        }
+    }
+    out
 }
 
 fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(String, String)> {
@@ -344,9 +447,56 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
                 format!("{:?} must be an absolute path", mount.mount_path),
             ));
         }
+        out.extend(mount_problems(container, mount).into_iter().map(|(f, m)| (format!("volumeMounts[{j}].{f}"), m)));
     }
     out
 }
+
+/// subPath / subPathExpr, mountPropagation and recursiveReadOnly of one mount (the API server's
+/// `ValidateVolumeMounts` and `validateMountPropagation`), fields relative to the mount.
+fn mount_problems(container: &Container, mount: &VolumeMount) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+    if set(&mount.sub_path) && set(&mount.sub_path_expr) {
+        out.push(("subPathExpr".into(), "subPathExpr and subPath are mutually exclusive".into()));
+    }
+    for (field, value) in [("subPath", &mount.sub_path), ("subPathExpr", &mount.sub_path_expr)] {
+        if let Some(problem) = value.as_deref().and_then(volumes::sub_path_problem) {
+            out.push((field.into(), problem));
+        }
+    }
+    let privileged = container.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false);
+    match mount.mount_propagation.as_deref() {
+        None | Some("None") | Some("HostToContainer") => {}
+        Some("Bidirectional") if privileged => {}
+        Some("Bidirectional") => out.push((
+            "mountPropagation".into(),
+            "Bidirectional mount propagation is available only to privileged containers".into(),
+        )),
+        Some(other) => out.push((
+            "mountPropagation".into(),
+            format!("Unsupported value: {other:?}: supported values: \"Bidirectional\", \"HostToContainer\", \"None\""),
+        )),
+    }
+    match mount.recursive_read_only.as_deref() {
+        None | Some("Disabled") => {}
+        Some("IfPossible") | Some("Enabled") if mount.read_only != Some(true) => {
+            out.push(("recursiveReadOnly".into(), "may only be specified when readOnly is true".into()));
+        }
+        Some("IfPossible") => {}
+        Some("Enabled") => out.push(("recursiveReadOnly".into(), RECURSIVE_READ_ONLY.into())),
+        Some(other) => out.push((
+            "recursiveReadOnly".into(),
+            format!("Unsupported value: {other:?}: supported values: \"Disabled\", \"Enabled\", \"IfPossible\""),
+        )),
+    }
+    out
+}
+
+/// Why `recursiveReadOnly: Enabled` is refused: CRI's `Mount.recursive_read_only` needs a runtime
+/// that reports the `recursive_read_only_mounts` feature for its handler, and containerd 1.6
+/// (the runtime staticlet is built against) reports no handler features at all.
+pub const RECURSIVE_READ_ONLY: &str = "\"Enabled\" is not supported: the runtime does not support recursive read-only mounts (containerd 1.6 reports no recursive_read_only_mounts feature); use IfPossible, which falls back to a non-recursive read-only mount";
 
 /// What only a sidecar may have: a regular init container runs to completion, so probes and
 /// lifecycle hooks mean nothing for it (the API server refuses them too).

@@ -4,7 +4,8 @@
 //! doubling wait.
 
 use std::{
-    path::Path,
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, SystemTime},
 };
@@ -20,7 +21,7 @@ use crate::cri::{
     host::Host,
     hosts, pod_cgroup,
     resources::{self, PodCgroups},
-    security, translate,
+    security, translate, volumes,
 };
 
 impl Worker {
@@ -130,14 +131,20 @@ impl Worker {
                 message: problem,
             });
         }
-        let volumes_dir = translate::empty_dir_root(&self.ctx.root_dir, &self.pod);
-        let fs_group = self.pod.spec().security_context.as_ref().and_then(|s| s.fs_group);
-        for volume in self.pod.spec().volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
-            let dir = volumes_dir.join(&volume.name);
-            if let Err(e) = security::prepare_empty_dir(&dir, fs_group) {
-                tracing::warn!(volume = %volume.name, error = %e, "cannot set up emptyDir");
+        let volumes_dir = volumes::pod_volumes_dir(&self.ctx.root_dir, &self.pod);
+        let sub_paths = match self.prepare_volumes(&container, &volumes_dir) {
+            Ok(sub_paths) => sub_paths,
+            Err((reason, problem)) => {
+                self.waiting.insert(name.to_owned(), "CreateContainerConfigError".into());
+                self.ctx.events.warning(&self.pod, reason, problem.clone());
+                return Err(CriError::Rpc {
+                    rpc: "CreateContainer",
+                    endpoint: runtime.endpoint().into(),
+                    code: tonic::Code::FailedPrecondition,
+                    message: problem,
+                });
             }
-        }
+        };
         let _ = std::fs::create_dir_all(translate::pod_log_dir(&self.ctx.pod_logs_dir, &self.pod).join(name));
         if !self.pod.host_network() && !self.ips.contains_key(sandbox_id) {
             let ip = runtime.sandbox_ip(sandbox_id).await.unwrap_or_default();
@@ -145,7 +152,13 @@ impl Worker {
         }
         let pod_ip = self.ips.get(sandbox_id).cloned().unwrap_or_default();
         let node_ip = &self.ctx.node_ip;
-        let ctx = translate::ContainerContext { restart_count, pod_ip: &pod_ip, node_ip, volumes_dir: &volumes_dir };
+        let ctx = translate::ContainerContext {
+            restart_count,
+            pod_ip: &pod_ip,
+            node_ip,
+            volumes_dir: &volumes_dir,
+            sub_paths: &sub_paths,
+        };
         let mut config = translate::container_config(&self.pod, &self.ctx.node, &container, &ctx);
         config.mounts.extend(termination::prepare(&self.ctx.root_dir, &self.pod, &container, restart_count));
         hosts::prepare(&self.ctx.root_dir, &self.pod, &pod_ip, &mut config);
@@ -192,6 +205,61 @@ impl Worker {
             self.ctx.events.warning(&self.pod, "FailedCreatePodSandBox", message);
         }
         error
+    }
+
+    /// The pod's volumes made ready on the host before a container is created, as kubelet's
+    /// volume manager does: hostPath types checked (and the `OrCreate` ones created), emptyDirs
+    /// made (a tmpfs for `medium: Memory`), downwardAPI files written; then this container's
+    /// subPaths resolved inside their volumes. An error is (event reason, message).
+    fn prepare_volumes(
+        &self,
+        container: &k8s_openapi::api::core::v1::Container,
+        volumes_dir: &Path,
+    ) -> Result<BTreeMap<usize, PathBuf>, (&'static str, String)> {
+        let spec = self.pod.spec();
+        let fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
+        let failed_mount =
+            |volume: &str, e: String| ("FailedMount", format!("MountVolume.SetUp failed for volume {volume:?} : {e}"));
+        for volume in spec.volumes.iter().flatten() {
+            let Some(dir) = volumes::volume_host_path(volume, volumes_dir) else { continue };
+            if let Some(host) = &volume.host_path {
+                volumes::prepare_host_path(&host.path, host.type_.as_deref().unwrap_or_default())
+                    .map_err(|e| failed_mount(&volume.name, e))?;
+            } else if let Some(empty_dir) = &volume.empty_dir {
+                if let Some(size) = volumes::memory_medium(empty_dir) {
+                    volumes::mount_tmpfs(&dir, size).map_err(|e| {
+                        failed_mount(&volume.name, format!("cannot mount a tmpfs at {}: {e}", dir.display()))
+                    })?;
+                }
+                if let Err(e) = security::prepare_empty_dir(&dir, fs_group) {
+                    tracing::warn!(volume = %volume.name, error = %e, "cannot set up emptyDir");
+                }
+            } else if volumes::is_generated(volume) {
+                let files = volumes::downward_files(&self.pod, volume, Host::current())
+                    .map_err(|e| failed_mount(&volume.name, e))?;
+                volumes::write_files(&dir, &files)
+                    .map_err(|e| failed_mount(&volume.name, format!("cannot write {}: {e}", dir.display())))?;
+            }
+        }
+        let env = translate::environment_of(&self.pod, &self.ctx.node, container, "", &self.ctx.node_ip);
+        let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut sub_paths = BTreeMap::new();
+        for (i, mount) in container.volume_mounts.iter().flatten().enumerate() {
+            let Some(sub_path) = translate::sub_path(mount, &lookup) else { continue };
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
+            let Some(root) = volume.and_then(|v| volumes::volume_host_path(v, volumes_dir)) else { continue };
+            let resolved = volumes::resolve_sub_path(&root, &sub_path).map_err(|e| {
+                (
+                    "Failed",
+                    format!(
+                        "Error: failed to prepare subPath for volumeMount {:?} of container {:?}: {e}",
+                        mount.name, container.name
+                    ),
+                )
+            })?;
+            sub_paths.insert(i, resolved);
+        }
+        Ok(sub_paths)
     }
 
     /// Where this pod's cgroup goes (the runtime's driver is asked once per daemon); with kubelet's
@@ -597,6 +665,95 @@ mod tests {
         let scratch = translate::empty_dir_root(&dir.path().join("root"), &p).join("scratch");
         let meta = std::fs::metadata(&scratch).unwrap();
         assert_eq!((meta.permissions().mode() & 0o7777, meta.gid()), (0o2777, 2000));
+    }
+
+    fn volume_pod(volumes: &str, mounts: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, labels: {{app: x}}}}\nspec:\n  hostNetwork: true\n  volumes: {volumes}\n  containers:\n  - {{name: app, image: \"{IMAGE}\", imagePullPolicy: IfNotPresent, env: [{{name: SUB, value: deep}}], volumeMounts: {mounts}}}\n"
+        );
+        parse_manifest(yaml.as_bytes(), &Origin::file("/m/p.yaml"), "n").unwrap().remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_host_path_of_the_wrong_type_is_a_config_error_naming_volume_path_and_type() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("not-a-socket");
+        std::fs::write(&file, "").unwrap();
+        let p = volume_pod(
+            &format!("[{{name: sock, hostPath: {{path: {}, type: Socket}}}}]", file.display()),
+            "[{name: sock, mountPath: /run/x.sock}]",
+        );
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        let expected = format!(
+            "MountVolume.SetUp failed for volume \"sock\" : hostPath type check failed: {} is not a socket file",
+            file.display()
+        );
+        assert_eq!(error.message(), expected);
+        assert_eq!(w.waiting["app"], "CreateContainerConfigError");
+        assert!(!fake.calls().iter().any(|c| c.starts_with("CreateContainer")), "{:?}", fake.calls());
+    }
+
+    #[tokio::test]
+    async fn or_create_host_paths_are_made_and_sub_paths_resolve_inside_their_volume() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let files = tempfile::tempdir().unwrap();
+        let (dir, file) = (files.path().join("made/here"), files.path().join("f"));
+        let p = volume_pod(
+            &format!(
+                "[{{name: d, hostPath: {{path: {}, type: DirectoryOrCreate}}}}, {{name: f, hostPath: {{path: {}, type: FileOrCreate}}}}, {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}]",
+                dir.display(),
+                file.display()
+            ),
+            "[{name: d, mountPath: /d, subPathExpr: \"$(SUB)/er\", mountPropagation: HostToContainer}, {name: f, mountPath: /f}, {name: info, mountPath: /info}]",
+        );
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, root) = worker(fake.clone(), p.clone());
+
+        w.execute(start(&sandbox_id)).await.unwrap();
+
+        assert!(dir.join("deep/er").is_dir(), "DirectoryOrCreate, then the subPath inside it");
+        assert!(std::fs::metadata(&file).unwrap().is_file());
+        let info = volumes::pod_volumes_dir(&root.path().join("root"), &p).join("kubernetes.io~downward-api/info");
+        assert_eq!(std::fs::read_to_string(info.join("labels")).unwrap(), "app=\"x\"");
+        let config = fake.last_container_config().expect("a container was created");
+        let mounts: Vec<(&str, String, bool, i32)> = config
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.host_path.clone(), m.readonly, m.propagation))
+            .collect();
+        // The volume mounts; the termination log and /etc/hosts follow them.
+        assert_eq!(
+            mounts[..3],
+            [
+                ("/d", dir.canonicalize().unwrap().join("deep/er").display().to_string(), false, 1),
+                ("/f", file.display().to_string(), false, 0),
+                ("/info", info.display().to_string(), true, 0),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sub_path_that_leaves_its_volume_through_a_symlink_is_a_config_error() {
+        let fake = Arc::new(FakeCri::with_images(&[IMAGE]));
+        let files = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", files.path().join("escape")).unwrap();
+        let p = volume_pod(
+            &format!("[{{name: d, hostPath: {{path: {}}}}}]", files.path().display()),
+            "[{name: d, mountPath: /d, subPath: escape}]",
+        );
+        let sandbox_id = sandbox(&fake, &p).await;
+        let (mut w, _dir) = worker(fake.clone(), p);
+
+        let error = w.execute(start(&sandbox_id)).await.unwrap_err();
+
+        assert!(error.message().contains("resolves to /etc, outside the volume"), "{error}");
+        assert_eq!(w.waiting["app"], "CreateContainerConfigError");
+        assert!(!fake.calls().iter().any(|c| c.starts_with("CreateContainer")));
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub(super) async fn stop_pod(
     let pre_stops = PreStops::new(pod, hooks, pod_ip);
     kill_until_gone(ctx, &pod.uid, pod.grace_period(), &sidecars, shutdown, Some(&pre_stops)).await;
     if !shutdown.is_cancelled() {
+        crate::cri::volumes::unmount_memory_volumes(&ctx.root_dir, &pod.uid);
         let _ = std::fs::remove_dir_all(ctx.root_dir.join("pods").join(&pod.uid));
         remove_pod_cgroup(ctx, &pod.uid).await;
         tracing::info!("pod stopped");
