@@ -24,11 +24,6 @@ impl Doubling {
         wait
     }
 
-    /// The wait `next_wait` would give, without counting a failure.
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
     /// After a success: the next failure waits `min` again.
     pub fn reset(&mut self) {
         self.next = self.min;

@@ -108,14 +108,7 @@ fn handler_of(
     }
     let http = handler.http_get.as_ref().expect("one handler is set");
     let mut errors = Vec::new();
-    let https = match http.scheme.as_deref().unwrap_or("HTTP") {
-        "HTTP" => false,
-        "HTTPS" => true,
-        other => {
-            errors.push((format!("{field}.httpGet.scheme"), format!("{other:?} is not one of HTTP, HTTPS")));
-            false
-        }
-    };
+    let https = crate::probe::spec::https_scheme(field, http.scheme.as_deref(), &mut errors);
     // kubelet sends a hook with an empty port name to port 80.
     let port = match &http.port {
         IntOrString::String(name) if name.is_empty() => 80,

@@ -47,25 +47,13 @@ pub async fn run(cri: &dyn Cri, handler: &Handler, target: &Target<'_>, limit: D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cri::{api, fake::FakeCri};
+    use crate::{
+        cri::{api, fake::FakeCri},
+        probe::attempt::serve_once,
+    };
 
     fn target(id: &str) -> Target<'_> {
         Target { container_id: id, container: "c", pod: "default/p-n", pod_ip: "127.0.0.1" }
-    }
-
-    /// A one-shot HTTP server on loopback answering `status`; returns its port and the request.
-    fn serve_once(status: u16) -> (u16, std::thread::JoinHandle<String>) {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let handle = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let n = stream.read(&mut buf).unwrap();
-            write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        });
-        (port, handle)
     }
 
     #[tokio::test]

@@ -145,6 +145,23 @@ fn describe(error: &reqwest::Error) -> String {
     message
 }
 
+/// A one-shot HTTP server on loopback answering `status`; returns its port and the request it
+/// got. For the probe and hook tests.
+#[cfg(test)]
+pub(crate) fn serve_once(status: u16) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    (port, handle)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -163,21 +180,6 @@ mod tests {
             failure_threshold: 1,
             termination_grace: None,
         }
-    }
-
-    /// A one-shot HTTP server on loopback answering `status`; returns its port and the request it got.
-    fn serve_once(status: u16) -> (u16, std::thread::JoinHandle<String>) {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let handle = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let n = stream.read(&mut buf).unwrap();
-            write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        });
-        (port, handle)
     }
 
     #[tokio::test]

@@ -99,14 +99,7 @@ fn probe_spec(kind: ProbeKind, probe: &Probe, container: &Container) -> Result<P
         }
         Handler::Exec { command }
     } else if let Some(http) = &probe.http_get {
-        let https = match http.scheme.as_deref().unwrap_or("HTTP") {
-            "HTTP" => false,
-            "HTTPS" => true,
-            other => {
-                errors.push((format!("{field}.httpGet.scheme"), format!("{other:?} is not one of HTTP, HTTPS")));
-                false
-            }
-        };
+        let https = https_scheme(field, http.scheme.as_deref(), &mut errors);
         let path = http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
         let headers = http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect::<Vec<_>>();
         let host = http.host.clone().filter(|h| !h.is_empty());
@@ -163,6 +156,19 @@ fn probe_spec(kind: ProbeKind, probe: &Probe, container: &Container) -> Result<P
         failure_threshold,
         termination_grace,
     })
+}
+
+/// Whether an httpGet action (a probe's or a hook's, under `field`) uses HTTPS; an unknown scheme
+/// is an error and reads as HTTP.
+pub(crate) fn https_scheme(field: &str, scheme: Option<&str>, errors: &mut Vec<ProbeError>) -> bool {
+    match scheme.unwrap_or("HTTP") {
+        "HTTP" => false,
+        "HTTPS" => true,
+        other => {
+            errors.push((format!("{field}.httpGet.scheme"), format!("{other:?} is not one of HTTP, HTTPS")));
+            false
+        }
+    }
 }
 
 /// A number, or the name of one of the container's ports (kubeadm >= 1.34 probes `probe-port`).
