@@ -44,6 +44,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = server::bind(config.status_address)
         .await
         .with_context(|| format!("cannot listen on statusAddress {}", config.status_address))?;
+    let healthz = match config.healthz_port {
+        0 => None,
+        port => {
+            let address = std::net::SocketAddr::new(config.healthz_bind_address, port);
+            let listener = server::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on healthzBindAddress:healthzPort {address}"))?;
+            Some((listener, address))
+        }
+    };
     let observer = Observer::new();
     let metrics = Arc::new(Metrics::new());
     let views = Views::default();
@@ -59,6 +69,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let problems = MirrorProblems::default();
     let mut events = Default::default();
     if let Some(kubeconfig) = &config.kubeconfig {
+        check_kubeconfig(kubeconfig, config.bootstrap_kubeconfig.as_deref())?;
         let (sender, receiver) = Events::channel();
         events = sender;
         let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
@@ -70,6 +81,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             node: config.node_name.clone(),
             node_ip: node_ip.clone(),
             runtime_version,
+            labels: config.node_labels.clone(),
+            taints: config.register_with_taints.clone(),
         };
         let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
         tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
@@ -102,6 +115,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
     tracing::info!(address = %config.status_address, "status API listening");
+    if let Some((listener, address)) = healthz {
+        tracker.spawn(server::serve_healthz(listener, shutdown.clone()));
+        tracing::info!(%address, "health endpoint listening");
+    }
 
     // Readiness: the runtime answered once, and the first manifest snapshot is in.
     tracker.spawn(wait_for_runtime(runtime, runtime_latch, shutdown.clone()));
@@ -130,6 +147,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// A missing --kubeconfig is an error that says why: kubelet would TLS-bootstrap it from
+/// --bootstrap-kubeconfig, which staticlet cannot do yet.
+fn check_kubeconfig(kubeconfig: &std::path::Path, bootstrap: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if kubeconfig.exists() {
+        return Ok(());
+    }
+    match bootstrap.filter(|b| b.exists()) {
+        Some(bootstrap) => anyhow::bail!(
+            "kubeconfig {} does not exist, and staticlet cannot TLS-bootstrap it from --bootstrap-kubeconfig {} yet: \
+             write the node's kubeconfig (kubeadm init does)",
+            kubeconfig.display(),
+            bootstrap.display()
+        ),
+        None => anyhow::bail!("kubeconfig {} does not exist", kubeconfig.display()),
+    }
 }
 
 async fn wait_for_runtime(runtime: SharedCri, latch: Latch, shutdown: CancellationToken) {

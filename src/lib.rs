@@ -22,3 +22,18 @@ pub mod probe;
 pub mod retry;
 pub mod source;
 pub mod supervisor;
+
+/// For tests that keep a generated document under docs/ current.
+#[cfg(test)]
+pub(crate) mod generated {
+    /// Asserts that docs/`name` is `rendered`; with STATICLET_REGENERATE set, writes it first.
+    /// `regenerate` is the command that does that, for the failure message.
+    pub fn assert_committed(name: &str, rendered: &str, regenerate: &str) {
+        let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("STATICLET_REGENERATE").is_some() {
+            std::fs::write(&path, rendered).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == rendered, "docs/{name} differs from its source: run `{regenerate}`");
+    }
+}

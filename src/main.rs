@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use staticlet::{
-    config::{Config, ConfigError, ConfigFile, Flags},
+    config::{Config, ConfigError, ConfigFile, Flags, Loaded, Unused},
     logs,
     ops::server,
 };
@@ -17,7 +17,10 @@ const EXIT_CONFIG: u8 = 78;
 #[command(
     name = "staticlet",
     version,
-    about = "Runs Kubernetes static pods through CRI, with or without an API server"
+    about = "Runs Kubernetes static pods through CRI, with or without an API server",
+    // As kubelet's flags: given twice, the last wins (kubeadm's drop-in passes KUBELET_EXTRA_ARGS
+    // after its own flags, so an admin can override one).
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +31,8 @@ struct Cli {
 
 #[derive(Args)]
 struct RunFlags {
-    /// Config file (YAML, KubeletConfiguration field names; see deploy/staticlet.schema.json).
+    /// Config file: staticlet's (YAML, KubeletConfiguration field names; see
+    /// deploy/staticlet.schema.json) or kubelet's own KubeletConfiguration (docs/KUBELET-CONFIG.md).
     #[arg(long, global = true)]
     config: Option<String>,
     /// One flag per setting, from the table in config.rs.
@@ -113,11 +117,16 @@ fn main() -> ExitCode {
 
 /// The file named by --config (if any) overridden by the flags.
 fn resolve(flags: &RunFlags) -> Result<Config, ConfigError> {
-    let file = match &flags.config {
+    resolve_noting_unused(flags).map(|(config, _)| config)
+}
+
+/// As `resolve`, with the KubeletConfiguration fields the file set that have no effect here.
+fn resolve_noting_unused(flags: &RunFlags) -> Result<(Config, Vec<Unused>), ConfigError> {
+    let loaded = match &flags.config {
         Some(path) => ConfigFile::load(path)?,
-        None => ConfigFile::default(),
+        None => Loaded::default(),
     };
-    Config::resolve(file, flags.settings.clone(), hostname)
+    Ok((Config::resolve(loaded.file, flags.settings.clone(), hostname)?, loaded.unused))
 }
 
 fn hostname() -> String {
@@ -130,8 +139,20 @@ fn run_daemon(flags: &RunFlags) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match resolve(flags) {
-        Ok(config) => config,
+    let config = match resolve_noting_unused(flags) {
+        Ok((config, unused)) => {
+            if !unused.is_empty() {
+                let fields: Vec<&str> = unused.iter().map(|u| u.field).collect();
+                tracing::info!(
+                    fields = %fields.join(", "),
+                    "kubelet configuration fields accepted without effect (why: docs/KUBELET-CONFIG.md)"
+                );
+                for u in &unused {
+                    tracing::debug!(field = u.field, why = u.why, "kubelet configuration field without effect");
+                }
+            }
+            config
+        }
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -215,6 +236,20 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value_and_repeatable_ones_add_up() {
+        let cli = Cli::try_parse_from([
+            "staticlet",
+            "--node-ip=10.0.0.1",
+            "--node-labels=a=1",
+            "--node-ip=10.0.0.2",
+            "--node-labels=b=2",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.settings.node_ip.as_deref(), Some("10.0.0.2"));
+        assert_eq!(cli.run.settings.node_labels.len(), 2);
     }
 
     #[test]

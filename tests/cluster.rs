@@ -473,3 +473,79 @@ fn init_containers_show_as_init_status_and_init_container_statuses_in_the_mirror
     assert_eq!(init_status["state"]["terminated"]["reason"], "Completed");
     assert_eq!(init_status["ready"], true);
 }
+
+#[test]
+fn node_registers_with_its_labels_taints_and_a_semver_version_and_keeps_what_an_admin_adds() {
+    let _serial = serial();
+    let mut d = cluster_daemon("node-labels");
+    let _cleanup = Cleanup(d.node.clone());
+    d.extra.extend([
+        "--node-labels=example.com/rack=r1,node.kubernetes.io/exclude-from-external-load-balancers=".into(),
+        "--register-with-taints=example.com/dedicated=cp:NoExecute".into(),
+    ]);
+    d.start();
+    let node = |d: &Daemon| kubectl_json(&["get", "node", &d.node]);
+    d.wait_until("the node is registered", Duration::from_secs(30), |d| node(d).is_some());
+    let n = node(&d).unwrap();
+    assert_eq!(n["metadata"]["labels"]["example.com/rack"], "r1");
+    let taints = n["spec"]["taints"].as_array().unwrap();
+    assert!(
+        taints.iter().any(|t| t["key"] == "example.com/dedicated" && t["value"] == "cp" && t["effect"] == "NoExecute")
+    );
+    assert!(taints.iter().any(|t| t["key"] == "staticlet.io/static-pods-only"));
+    let version = n["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap().to_owned();
+    assert!(version.starts_with("v1.35.8+staticlet."), "{version}");
+    let (_, wide, _) = kubectl(&["get", "node", &d.node, "--no-headers"]);
+    assert!(wide.contains(&version), "kubectl shows the version: {wide}");
+
+    // As kubeadm's mark-control-plane phase does; then a restart, which registers again.
+    assert!(kubectl(&["label", "node", &d.node, "node-role.kubernetes.io/control-plane="]).0);
+    assert!(kubectl(&["taint", "node", &d.node, "node-role.kubernetes.io/control-plane:NoSchedule"]).0);
+    d.stop();
+    d.start();
+    let lease = |d: &Daemon| kubectl_json(&["get", "lease", "-n", "kube-node-lease", &d.node]);
+    let renewed = lease(&d).unwrap()["spec"]["renewTime"].clone();
+    d.wait_until("the restarted daemon renews the lease", Duration::from_secs(30), |d| {
+        lease(d).unwrap()["spec"]["renewTime"] != renewed
+    });
+    let n = node(&d).unwrap();
+    assert_eq!(n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"], "", "{n}");
+    let taints = n["spec"]["taints"].as_array().unwrap();
+    assert!(taints.iter().any(|t| t["key"] == "node-role.kubernetes.io/control-plane"), "{n}");
+}
+
+#[test]
+fn a_pod_bound_to_the_node_through_the_api_is_rejected_with_a_reason_and_never_run() {
+    let _serial = serial();
+    let mut d = cluster_daemon("bound");
+    let _cleanup = Cleanup(d.node.clone());
+    d.start();
+    d.wait_until("the node is registered", Duration::from_secs(30), |d| {
+        kubectl_json(&["get", "node", &d.node]).is_some()
+    });
+    let pod = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"bound-{node}","namespace":"default"}},
+        "spec":{{"nodeName":"{node}","containers":[{{"name":"c","image":"{image}"}}]}}}}"#,
+        node = d.node,
+        image = image()
+    );
+    let manifest = d.dir.path().join("bound.json");
+    std::fs::write(&manifest, pod).unwrap();
+    let (ok, _, err) = kubectl(&["create", "-f", &path_str(&manifest)]);
+    assert!(ok, "{err}");
+    let name = format!("bound-{}", d.node);
+    let get = |_: &Daemon| kubectl_json(&["get", "pod", &name, "-n", "default"]);
+    d.wait_until("the bound pod is Failed", Duration::from_secs(30), |d| {
+        get(d).is_some_and(|p| p["status"]["phase"] == "Failed")
+    });
+    let p = get(&d).unwrap();
+    assert_eq!(p["status"]["reason"], "StaticPodsOnly");
+    assert!(p["status"]["message"].as_str().unwrap().contains("runs static pods only"), "{p}");
+    d.wait_until("a StaticPodsOnly event is posted", Duration::from_secs(30), |_| {
+        events_about(&name).contains("StaticPodsOnly")
+    });
+    assert!(d.status().pods.is_empty(), "nothing runs it locally");
+    let sandboxes = runtime_sandboxes(p["metadata"]["uid"].as_str().unwrap());
+    assert!(sandboxes.is_empty(), "no sandbox for it: {sandboxes:?}");
+    let _ = kubectl(&["delete", "pod", &name, "-n", "default", "--wait=false"]);
+}

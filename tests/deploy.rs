@@ -31,7 +31,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
 #[test]
 fn shipped_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml");
-    let file = staticlet::config::ConfigFile::load(path).unwrap();
+    let file = staticlet::config::ConfigFile::load(path).unwrap().file;
     let config = staticlet::config::Config::resolve(file, Default::default(), || "node".into()).unwrap();
     assert_eq!(config.static_pod_path.as_deref(), Some(std::path::Path::new("/etc/kubernetes/manifests")));
 }

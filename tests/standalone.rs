@@ -436,7 +436,7 @@ fn daemon_run_in_process_stops_when_its_token_is_cancelled_and_leaves_its_pods_r
         dir.path().join("logs").display(),
         dir.path().join("root").display(),
     );
-    let file = staticlet::config::ConfigFile::parse("inprocess.yaml", &yaml).unwrap();
+    let file = staticlet::config::ConfigFile::parse("inprocess.yaml", &yaml).unwrap().file;
     let config = staticlet::config::Config::resolve(file, Default::default(), || "unused".into()).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let tokio = tokio::runtime::Runtime::new().unwrap();

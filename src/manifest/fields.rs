@@ -795,13 +795,7 @@ mod tests {
 
     #[test]
     fn committed_field_table_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/POD-FIELDS.md");
-        let rendered = markdown();
-        if std::env::var_os("STATICLET_REGENERATE").is_some() {
-            std::fs::write(path, &rendered).expect("docs/POD-FIELDS.md is writable");
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(committed == rendered, "docs/POD-FIELDS.md differs from FIELDS: run `{REGENERATE}`");
+        crate::generated::assert_committed("POD-FIELDS.md", &markdown(), REGENERATE);
     }
 
     fn pod(spec: Value) -> Value {

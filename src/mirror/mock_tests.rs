@@ -148,6 +148,8 @@ fn run_sync(client: Client, pod: StaticPod) -> Running {
         node: NODE.into(),
         node_ip: "10.0.0.1".into(),
         runtime_version: "fake://0".into(),
+        labels: Default::default(),
+        taints: Vec::new(),
     };
     let problems = MirrorProblems::default();
     let (_events_tx, events_rx) = mpsc::unbounded_channel();

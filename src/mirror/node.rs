@@ -22,6 +22,7 @@ use kube::{
 };
 
 use super::MirrorError;
+use crate::config::NodeTaint;
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const LEASE_DURATION_SECONDS: i32 = 40;
@@ -29,10 +30,24 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// bind pods here that nothing would ever run.
 pub const TAINT_KEY: &str = "staticlet.io/static-pods-only";
 
+/// The Kubernetes release whose kubelet staticlet stands in for, and is tested against: the
+/// Node's kubeletVersion is this, with staticlet's own version as semver build metadata
+/// (`v1.35.8+staticlet.0.1.0`), so version-skew checks (kubeadm's, kubectl's) parse it as
+/// the release and people still see what runs.
+pub const KUBERNETES_VERSION: &str = "v1.35.8";
+
+pub fn kubelet_version() -> String {
+    format!("{KUBERNETES_VERSION}+staticlet.{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Facts about this host that go into the Node object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeFacts {
     pub name: String,
+    /// --node-labels and --register-with-taints: set at registration only, as kubelet does, so
+    /// what kubeadm or an admin changes later is kept.
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<NodeTaint>,
     pub ip: String,
     pub hostname: String,
     pub cpus: u32,
@@ -59,6 +74,8 @@ impl NodeFacts {
             .unwrap_or_else(|| "Linux".into());
         Self {
             name: name.into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
             ip: ip.into(),
             hostname: read("/proc/sys/kernel/hostname"),
             cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
@@ -82,24 +99,29 @@ pub fn default_node_ip() -> String {
         .unwrap_or_else(|_| "127.0.0.1".into())
 }
 
+/// The Node as registered: the given labels under kubelet's own (which win), staticlet's taint
+/// and the given ones.
 pub fn node_object(facts: &NodeFacts, now: jiff::Timestamp) -> Node {
+    let mut labels = facts.labels.clone();
+    labels.extend([
+        ("kubernetes.io/hostname".into(), facts.name.clone()),
+        ("kubernetes.io/os".into(), "linux".into()),
+        ("kubernetes.io/arch".into(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+    ]);
+    let mut taints = vec![Taint { key: TAINT_KEY.into(), effect: "NoSchedule".into(), ..Default::default() }];
+    for t in &facts.taints {
+        if !taints.iter().any(|have| have.key == t.key && have.effect == t.effect) {
+            taints.push(Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+                time_added: None,
+            });
+        }
+    }
     Node {
-        metadata: ObjectMeta {
-            name: Some(facts.name.clone()),
-            labels: Some(BTreeMap::from([
-                ("kubernetes.io/hostname".into(), facts.name.clone()),
-                ("kubernetes.io/os".into(), "linux".into()),
-                (
-                    "kubernetes.io/arch".into(),
-                    std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-                ),
-            ])),
-            ..Default::default()
-        },
-        spec: Some(NodeSpec {
-            taints: Some(vec![Taint { key: TAINT_KEY.into(), effect: "NoSchedule".into(), ..Default::default() }]),
-            ..Default::default()
-        }),
+        metadata: ObjectMeta { name: Some(facts.name.clone()), labels: Some(labels), ..Default::default() },
+        spec: Some(NodeSpec { taints: Some(taints), ..Default::default() }),
         status: Some(node_status(facts, now)),
     }
 }
@@ -140,7 +162,7 @@ pub fn node_status(facts: &NodeFacts, now: jiff::Timestamp) -> NodeStatus {
             container_runtime_version: facts.runtime.clone(),
             kernel_version: facts.kernel.clone(),
             kube_proxy_version: String::new(),
-            kubelet_version: format!("staticlet-v{}", env!("CARGO_PKG_VERSION")),
+            kubelet_version: kubelet_version(),
             machine_id: facts.machine_id.clone(),
             operating_system: "linux".into(),
             os_image: facts.os_image.clone(),
@@ -227,5 +249,53 @@ pub async fn create_lease(
         // Another pass (or a previous run) created it meanwhile: it is renewed next time.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(MirrorError::api("create", format!("lease {LEASE_NAMESPACE}/{node}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> NodeFacts {
+        NodeFacts::gather("node-a", "10.0.0.1", "containerd://1.6.20")
+    }
+
+    #[test]
+    fn the_node_registers_with_the_given_labels_and_taints_besides_its_own() {
+        let facts = NodeFacts {
+            labels: BTreeMap::from([
+                ("example.com/rack".into(), "r1".into()),
+                ("kubernetes.io/hostname".into(), "spoofed".into()),
+            ]),
+            taints: vec![
+                NodeTaint { key: "example.com/dedicated".into(), value: Some("cp".into()), effect: "NoExecute".into() },
+                NodeTaint { key: TAINT_KEY.into(), value: None, effect: "NoSchedule".into() },
+            ],
+            ..facts()
+        };
+        let node = node_object(&facts, jiff::Timestamp::UNIX_EPOCH);
+        let labels = node.metadata.labels.unwrap();
+        assert_eq!(labels["example.com/rack"], "r1");
+        assert_eq!(labels["kubernetes.io/hostname"], "node-a", "kubelet's own labels win");
+        let taints: Vec<(String, Option<String>, String)> =
+            node.spec.unwrap().taints.unwrap().into_iter().map(|t| (t.key, t.value, t.effect)).collect();
+        assert_eq!(
+            taints,
+            [
+                (TAINT_KEY.to_owned(), None, "NoSchedule".to_owned()),
+                ("example.com/dedicated".to_owned(), Some("cp".to_owned()), "NoExecute".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn kubelet_version_is_semver_of_the_release_with_staticlets_version_as_build_metadata() {
+        let version = node_status(&facts(), jiff::Timestamp::UNIX_EPOCH).node_info.unwrap().kubelet_version;
+        let (release, build) = version.split_once('+').unwrap();
+        assert_eq!(release, KUBERNETES_VERSION);
+        assert_eq!(build, format!("staticlet.{}", env!("CARGO_PKG_VERSION")));
+        let parts: Vec<&str> = release.trim_start_matches('v').split('.').collect();
+        assert!(parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()), "{version}");
+        assert!(build.split('.').all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')));
     }
 }

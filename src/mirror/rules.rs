@@ -40,6 +40,27 @@ pub fn orphan(mirror: &Pod, wanted: bool, stopping: bool) -> Orphan {
     Orphan::MarkTerminating { grace_seconds: grace.max(1) as u32 }
 }
 
+/// Why a pod the API server bound to this node is rejected, as kubelet words a pod it cannot
+/// admit: kubelet would run it; this node runs static pods only.
+pub const REJECTED_REASON: &str = "StaticPodsOnly";
+
+/// Whether `pod`, bound to this node through the API server, must be rejected now: it is not a
+/// mirror, has not ended (a rejected pod is Failed, so it is rejected once) and is not being deleted.
+pub fn must_reject(pod: &Pod) -> bool {
+    let meta = &pod.metadata;
+    let is_mirror = meta.annotations.as_ref().is_some_and(|a| a.contains_key(ANNOTATION_MIRROR));
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !is_mirror && meta.deletion_timestamp.is_none() && !matches!(phase, Some("Failed" | "Succeeded"))
+}
+
+/// The message of a rejected pod's status and its event.
+pub fn rejection_message(node: &str) -> String {
+    format!(
+        "Pod was rejected: node {node} runs static pods only (staticlet) and never runs pods bound to it through the \
+         API server; run it on another node, or as a static pod from this node's manifests"
+    )
+}
+
 /// Whether the API server refused the mirror itself (bad request, forbidden by authorization or
 /// admission, invalid): something a person must fix, so it is also posted as a Node event.
 /// Anything else (connection errors, conflicts, 5xx) is transient and only retried.
@@ -79,6 +100,36 @@ impl RefusalBackoff {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_live_pods_that_are_not_mirrors_are_rejected() {
+        use k8s_openapi::{api::core::v1::PodStatus, apimachinery::pkg::apis::meta::v1::Time};
+        let pod = |mirror: bool, phase: Option<&str>, deleting: bool| {
+            let mut p = Pod::default();
+            if mirror {
+                p.metadata.annotations = Some([(ANNOTATION_MIRROR.to_owned(), "hash".to_owned())].into());
+            }
+            p.status = Some(PodStatus { phase: phase.map(Into::into), ..Default::default() });
+            p.metadata.deletion_timestamp = deleting.then_some(Time(jiff::Timestamp::UNIX_EPOCH));
+            p
+        };
+        for (mirror, phase, deleting, reject) in [
+            (false, None, false, true),
+            (false, Some("Pending"), false, true),
+            (false, Some("Running"), false, true),
+            (false, Some("Failed"), false, false),
+            (false, Some("Succeeded"), false, false),
+            (false, Some("Pending"), true, false),
+            (true, Some("Running"), false, false),
+            (true, None, false, false),
+        ] {
+            assert_eq!(
+                must_reject(&pod(mirror, phase, deleting)),
+                reject,
+                "mirror {mirror}, {phase:?}, deleting {deleting}"
+            );
+        }
+    }
+
     use k8s_openapi::{
         api::core::v1::PodSpec,
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},

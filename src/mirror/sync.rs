@@ -6,7 +6,7 @@
 //! The decisions are pure (`pod::verdict`, `rules`); this file carries them out.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
     sync::Arc,
     time::Duration,
@@ -31,9 +31,10 @@ use super::{
     lease::keep_node,
     node::NodeFacts,
     pod::{Verdict, mirror_of, status_differs, status_of, status_patch, verdict},
-    rules::{Orphan, RefusalBackoff, is_refusal, orphan},
+    rules::{Orphan, REJECTED_REASON, RefusalBackoff, is_refusal, must_reject, orphan, rejection_message},
 };
 use crate::{
+    config::NodeTaint,
     desired::Desired,
     manifest::StaticPod,
     retry::LogOnce,
@@ -47,6 +48,9 @@ pub struct Settings {
     pub node: String,
     pub node_ip: String,
     pub runtime_version: String,
+    /// What the Node is registered with (--node-labels, --register-with-taints).
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<NodeTaint>,
 }
 
 pub struct MirrorSync {
@@ -107,7 +111,11 @@ impl MirrorSync {
 
     /// Runs until `shutdown`; the Node keeper and the watch run as their own tasks on `tracker`.
     pub async fn run(mut self, tracker: TaskTracker, shutdown: CancellationToken) {
-        let facts = NodeFacts::gather(&self.settings.node, &self.settings.node_ip, &self.settings.runtime_version);
+        let facts = NodeFacts {
+            labels: self.settings.labels.clone(),
+            taints: self.settings.taints.clone(),
+            ..NodeFacts::gather(&self.settings.node, &self.settings.node_ip, &self.settings.runtime_version)
+        };
         let (node_uid_tx, mut node_uid) = watch::channel::<Option<String>>(None);
         tracker.spawn(keep_node(self.client.clone(), facts, node_uid_tx, shutdown.clone()));
 
@@ -144,6 +152,7 @@ impl MirrorSync {
                 self.report(&wanted.pod.full_name(), &uid, result, &mut memory).await;
             }
             self.delete_orphans(&store, &desired).await;
+            self.reject_bound_pods(&store, &mut memory).await;
         }
     }
 
@@ -288,6 +297,52 @@ impl MirrorSync {
                     let error = MirrorError::api("delete", format!("pod {full}"), e);
                     tracing::warn!(pod = %full, error = %error, "deleting orphan mirror failed");
                 }
+            }
+        }
+    }
+
+    /// Pods the API server bound to this node (a DaemonSet's, a pod with spec.nodeName set by
+    /// hand) are never run: each is marked Failed with a reason and an event, as kubelet rejects a
+    /// pod it cannot admit, so it is not left Pending without a word.
+    async fn reject_bound_pods(&self, store: &reflector::Store<Pod>, memory: &mut Memory) {
+        let node = &self.settings.node;
+        for pod in store.state().iter().filter(|p| must_reject(p)) {
+            let meta = &pod.metadata;
+            let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+            let full = format!("{ns}/{name}");
+            let message = rejection_message(node);
+            let patch = serde_json::json!({
+                "metadata": { "uid": meta.uid },
+                "status": { "phase": "Failed", "reason": REJECTED_REASON, "message": message },
+            });
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let failure = memory.failures.entry(format!("reject {full}")).or_default();
+            match api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                Ok(_) => {
+                    failure.recovered();
+                    tracing::warn!(pod = %full, "rejected a pod the API server bound to this node: it runs static pods only");
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => continue,
+                Err(e) => {
+                    let error = MirrorError::api("patch", format!("pod {full} status"), e);
+                    if failure.failed(error.to_string()) {
+                        tracing::warn!(pod = %full, error = %error, "rejecting a pod bound to this node failed");
+                    }
+                    continue;
+                }
+            }
+            let involved = ObjectReference {
+                kind: Some("Pod".into()),
+                api_version: Some("v1".into()),
+                namespace: Some(ns.clone()),
+                name: Some(name.clone()),
+                uid: meta.uid.clone(),
+                ..Default::default()
+            };
+            let ev = event(involved, node, true, REJECTED_REASON, &message, jiff::Timestamp::now());
+            if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns).create(&PostParams::default(), &ev).await
+            {
+                tracing::debug!(error = %super::describe(&e), "posting the rejection event failed");
             }
         }
     }

@@ -3,6 +3,9 @@
 //! - `GET /metrics`: Prometheus text format;
 //! - `GET /healthz`: the process is serving;
 //! - `GET /readyz`: the runtime answered and the first manifest snapshot was applied.
+//!
+//! And kubelet's health endpoint, on its own port (healthzBindAddress:healthzPort, 127.0.0.1:10248),
+//! which kubeadm's `[kubelet-check]` polls: `GET /healthz` alone, as kubelet serves it there.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -51,6 +54,14 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ServerState, shutdo
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!(error = %e, "status API stopped");
+    }
+}
+
+/// kubelet's health endpoint: `/healthz` answers `ok` while the process serves.
+pub async fn serve_healthz(listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+    let app = Router::new().route("/healthz", get(|| async { "ok" }));
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "health endpoint stopped");
     }
 }
 

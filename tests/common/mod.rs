@@ -58,6 +58,8 @@ pub struct Daemon {
     pub manifests: PathBuf,
     pub logs: PathBuf,
     pub status_port: u16,
+    /// kubelet's health port (healthzPort), free per test as the status port is.
+    pub healthz_port: u16,
     pub extra: Vec<String>,
     pub endpoint: String,
     /// 2 s, so tests of the periodic rescan are quick; benchmarks use the default (20 s).
@@ -77,6 +79,7 @@ impl Daemon {
             manifests,
             logs,
             status_port: free_port(),
+            healthz_port: free_port(),
             extra: vec![],
             endpoint: endpoint(),
             file_check_frequency: "2s".into(),
@@ -85,6 +88,7 @@ impl Daemon {
         }
     }
 
+    /// The flags `start` gives (besides the status address, which `start_with` adds).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
             format!("--node-name={}", self.node),
@@ -92,7 +96,7 @@ impl Daemon {
             format!("--container-runtime-endpoint={}", self.endpoint),
             format!("--pod-logs-dir={}", self.logs.display()),
             format!("--root-dir={}", self.dir.path().join("root").display()),
-            format!("--status-address=127.0.0.1:{}", self.status_port),
+            format!("--healthz-port={}", self.healthz_port),
             format!("--file-check-frequency={}", self.file_check_frequency),
         ];
         args.extend(self.extra.iter().cloned());
@@ -100,11 +104,18 @@ impl Daemon {
     }
 
     pub fn start(&mut self) -> &mut Self {
+        self.start_with(self.args())
+    }
+
+    /// Starts with exactly `args` (kubelet's flags, a --config file) and the harness's status
+    /// address, which it watches; `start` adds the harness's directories and ports as flags.
+    pub fn start_with(&mut self, mut args: Vec<String>) -> &mut Self {
         assert!(self.child.is_none(), "already running");
+        args.push(format!("--status-address=127.0.0.1:{}", self.status_port));
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("staticlet.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
-            .args(self.args())
+            .args(args)
             .env("STATICLET_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -28,7 +28,14 @@
 //! flag wins. A new kind of value needs a `parse` function (and, if its file field or flag has a
 //! type no setting had, a `Given` impl), and the tests need a sample of it in `SAMPLES`.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+pub mod kubelet;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -169,7 +176,7 @@ settings! {
         file "fileCheckFrequency": Option<String>,
         flag "file-check-frequency": Option<String>,
         default: "20s",
-        parse: go_duration,
+        parse: period,
     }
     /// How often the manifest URL is polled, as a Go duration (default 20s).
     http_check_frequency: Duration {
@@ -177,7 +184,7 @@ settings! {
         file "httpCheckFrequency": Option<String>,
         flag "http-check-frequency": Option<String>,
         default: "20s",
-        parse: go_duration,
+        parse: period,
     }
     /// Root of container log files (default /var/log/pods).
     pod_logs_dir: PathBuf {
@@ -201,12 +208,13 @@ settings! {
         file "runtimeRequestTimeout": Option<String>,
         flag "runtime-request-timeout": Option<String>,
         default: "2m",
-        parse: go_duration,
+        parse: period,
     }
-    /// Node name (default: the host name). kubelet takes it as a flag only.
+    /// Node name (default: the host name); kubelet's --hostname-override. kubelet takes it as a
+    /// flag only.
     node_name: String {
         file "nodeName": Option<String>,
-        #[arg(global = true)]
+        #[arg(global = true, visible_alias = "hostname-override")]
         flag "node-name": Option<String>,
         default: hostname(),
         parse: node_name,
@@ -240,6 +248,53 @@ settings! {
         flag "node-ip": Option<String>,
         parse: plain,
     }
+    /// Address of the health endpoint `/healthz`, which kubeadm's kubelet-check polls (default
+    /// 127.0.0.1).
+    healthz_bind_address: IpAddr {
+        file "healthzBindAddress": Option<String>,
+        flag "healthz-bind-address": Option<String>,
+        default: "127.0.0.1",
+        parse: ip_address,
+    }
+    /// Port of the health endpoint; 0 turns it off (default 10248).
+    healthz_port: u16 {
+        file "healthzPort": Option<u16>,
+        flag "healthz-port": Option<String>,
+        default: "10248",
+        parse: port,
+    }
+    /// Labels the Node is registered with, `key=value[,key=value]`; kubelet's rules: no label in
+    /// the kubernetes.io or k8s.io namespaces but those a node may set on itself.
+    node_labels: BTreeMap<String, String> {
+        file "nodeLabels": Option<BTreeMap<String, String>>,
+        #[arg(value_name = "KEY=VALUE[,KEY=VALUE]")]
+        flag "node-labels": Vec<LabelsFlag>,
+        default: BTreeMap::new(),
+        parse: node_labels,
+    }
+    /// Taints the Node is registered with, `key[=value]:Effect[,...]`, besides staticlet's own
+    /// `staticlet.io/static-pods-only:NoSchedule`.
+    register_with_taints: Vec<NodeTaint> {
+        file "registerWithTaints": Option<Vec<NodeTaint>>,
+        #[arg(value_name = "KEY[=VALUE]:EFFECT[,...]")]
+        flag "register-with-taints": Vec<TaintsFlag>,
+        default: Vec::new(),
+        parse: plain,
+    }
+    /// kubelet's TLS bootstrap kubeconfig. staticlet does not bootstrap yet: it is used only to
+    /// say so when --kubeconfig is missing and this file exists.
+    bootstrap_kubeconfig: Option<PathBuf> {
+        file "bootstrapKubeconfig": Option<String>,
+        flag "bootstrap-kubeconfig": Option<String>,
+        parse: plain,
+    }
+    /// Accepted with kubelet 1.35's meaning, an image kept from image garbage collection;
+    /// staticlet collects no images, and the runtime chooses the sandbox image.
+    pod_infra_container_image: Option<String> {
+        file "podInfraContainerImage": Option<String>,
+        flag "pod-infra-container-image": Option<String>,
+        parse: plain,
+    }
 }
 
 /// One entry of the table: a setting's names.
@@ -261,6 +316,53 @@ pub struct HeaderFlag(pub String);
 impl From<String> for HeaderFlag {
     fn from(value: String) -> Self {
         Self(value)
+    }
+}
+
+/// One `--node-labels` value, kubelet's `key=value[,key=value]`; repeated flags add up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelsFlag(pub String);
+
+impl From<String> for LabelsFlag {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// One `--register-with-taints` value, kubelet's `key[=value]:Effect[,...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaintsFlag(pub String);
+
+impl From<String> for TaintsFlag {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// A taint the Node is registered with: v1.Taint as KubeletConfiguration's registerWithTaints
+/// writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTaint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// NoSchedule, PreferNoSchedule or NoExecute.
+    pub effect: String,
+}
+
+impl NodeTaint {
+    fn checked(self) -> Result<Self, String> {
+        if self.key.is_empty() {
+            return Err("a taint needs a key".into());
+        }
+        if !matches!(self.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            return Err(format!(
+                "taint {}: effect {:?} is not NoSchedule, PreferNoSchedule or NoExecute",
+                self.key, self.effect
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -305,6 +407,67 @@ impl Given for Vec<HeaderFlag> {
     }
 }
 
+/// A port in the file: handed over as text, as the flag gives it.
+impl Given for Option<u16> {
+    type Raw = String;
+    fn given(self) -> Result<Option<String>, String> {
+        Ok(self.map(|port| port.to_string()))
+    }
+}
+
+/// Labels in the file.
+impl Given for Option<BTreeMap<String, String>> {
+    type Raw = BTreeMap<String, String>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        Ok(self)
+    }
+}
+
+/// Labels as repeated flags, merged in order (a later value of a key wins), as kubelet's are.
+impl Given for Vec<LabelsFlag> {
+    type Raw = BTreeMap<String, String>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut labels = BTreeMap::new();
+        for pair in self.iter().flat_map(|flag| flag.0.split(',')).filter(|p| !p.trim().is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not of the form key=value"))?;
+            labels.insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        Ok(Some(labels))
+    }
+}
+
+/// Taints in the file, each checked.
+impl Given for Option<Vec<NodeTaint>> {
+    type Raw = Vec<NodeTaint>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        self.map(|taints| taints.into_iter().map(NodeTaint::checked).collect()).transpose()
+    }
+}
+
+/// Taints as flags: kubelet's `key[=value]:Effect`, comma-separated.
+impl Given for Vec<TaintsFlag> {
+    type Raw = Vec<NodeTaint>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut taints = Vec::new();
+        for spec in self.iter().flat_map(|flag| flag.0.split(',')).filter(|s| !s.trim().is_empty()) {
+            let (key_value, effect) =
+                spec.rsplit_once(':').ok_or_else(|| format!("{spec:?} is not of the form key[=value]:Effect"))?;
+            let (key, value) = match key_value.split_once('=') {
+                Some((key, value)) => (key, Some(value.to_owned())),
+                None => (key_value, None),
+            };
+            taints.push(NodeTaint { key: key.trim().to_owned(), value, effect: effect.trim().to_owned() }.checked()?);
+        }
+        Ok(Some(taints))
+    }
+}
+
 fn invalid(field: &'static str, message: String) -> ConfigError {
     ConfigError::Invalid { field, message }
 }
@@ -334,6 +497,56 @@ fn go_duration(text: String) -> Result<Duration, String> {
     parse_go_duration(&text).ok_or_else(|| format!("{text:?} is not a duration such as 20s, 1m30s or 500ms"))
 }
 
+/// A Go duration above zero: a period of 0 would spin.
+fn period(text: String) -> Result<Duration, String> {
+    match go_duration(text.clone())? {
+        Duration::ZERO => Err(format!("{text:?} must be more than 0")),
+        period => Ok(period),
+    }
+}
+
+fn ip_address(text: String) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an IP address such as 127.0.0.1"))
+}
+
+fn port(text: String) -> Result<u16, String> {
+    text.parse().map_err(|_| format!("{text:?} is not a port (0 to 65535)"))
+}
+
+/// Label namespaces kubelet lets a node label itself in; any other kubernetes.io or k8s.io label
+/// would be refused by the NodeRestriction admission plugin (node-role.kubernetes.io/* is set by
+/// kubeadm or an admin, with kubectl).
+const SELF_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+const SELF_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+fn node_labels(labels: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    for key in labels.keys() {
+        let Some((prefix, _)) = key.split_once('/') else { continue };
+        let reserved = ["kubernetes.io", "k8s.io"].iter().any(|d| prefix == *d || prefix.ends_with(&format!(".{d}")));
+        let allowed = SELF_LABELS.contains(&key.as_str())
+            || SELF_LABEL_NAMESPACES.iter().any(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")));
+        if reserved && !allowed {
+            return Err(format!(
+                "{key}: a node may not set labels in the {prefix} namespace on itself (NodeRestriction \
+                 refuses it); set it with kubectl label node"
+            ));
+        }
+    }
+    Ok(labels)
+}
+
 fn socket_address(text: String) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:10251"))
 }
@@ -353,23 +566,45 @@ pub enum ConfigError {
     Invalid { field: &'static str, message: String },
 }
 
+/// A config file as read: the settings, and the KubeletConfiguration fields it set that staticlet
+/// accepts but does not act on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    pub unused: Vec<Unused>,
+}
+
+/// A KubeletConfiguration field with no effect here, and why (see docs/KUBELET-CONFIG.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unused {
+    pub field: &'static str,
+    pub why: &'static str,
+}
+
 impl ConfigFile {
-    pub fn load(path: &str) -> Result<Self, ConfigError> {
+    pub fn load(path: &str) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
         Self::parse(path, &text)
     }
 
-    pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+    /// staticlet's own file, or kubelet's (`kind: KubeletConfiguration`), told apart by kind.
+    pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
         if text.trim().is_empty() {
-            return Ok(Self::default());
+            return Ok(Loaded::default());
         }
-        serde_saphyr::from_str(text).map_err(|e| {
+        let located = |e: serde_saphyr::Error| {
             let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
             let message = e.to_string();
             let first = message.lines().next().unwrap_or_default().trim();
             ConfigError::Parse { path: path.into(), message: format!("{at}{first}") }
-        })
+        };
+        let document: serde_json::Map<String, serde_json::Value> = serde_saphyr::from_str(text).map_err(located)?;
+        if kubelet::is_kubelet_configuration(path, &document)? {
+            return kubelet::read(path, document);
+        }
+        let file = serde_saphyr::from_str(text).map_err(located)?;
+        Ok(Loaded { file, unused: Vec::new() })
     }
 
     /// The JSON Schema of the file, as committed under deploy/.
@@ -442,7 +677,7 @@ mod tests {
     }
 
     fn resolve(yaml: &str, flags: Flags) -> Result<Config, ConfigError> {
-        Config::resolve(ConfigFile::parse("test.yaml", yaml)?, flags, || "host-a".into())
+        Config::resolve(ConfigFile::parse("test.yaml", yaml)?.file, flags, || "host-a".into())
     }
 
     /// Values in the file's YAML and the same values as flags, two of each kind of setting.
@@ -455,6 +690,14 @@ mod tests {
         ("10.1.2.4:4568", "10.1.2.4:4568"),
         ("{X-A: [a, b], X-B: [c]}", "X-A:a,X-A:b,X-B:c"),
         ("{X-C: [d]}", "X-C:d"),
+        ("10.9.8.7", "10.9.8.7"),
+        ("10.9.8.6", "10.9.8.6"),
+        ("12345", "12345"),
+        ("23456", "23456"),
+        ("{a.example/x: '1'}", "a.example/x=1"),
+        ("{b.example/y: '2', c: '3'}", "b.example/y=2,c=3"),
+        ("[{key: a.example/t, effect: NoSchedule}]", "a.example/t:NoSchedule"),
+        ("[{key: b, value: v, effect: NoExecute}]", "b=v:NoExecute"),
     ];
 
     /// The first two SAMPLES that `setting`'s file field accepts and that change the Config, each
@@ -591,6 +834,51 @@ mod tests {
     }
 
     #[test]
+    fn node_labels_follow_kubelets_rules_for_the_kubernetes_namespaces() {
+        for (labels, allowed) in [
+            ("node.kubernetes.io/instance-type=m", true),
+            ("kubelet.kubernetes.io/x=1", true),
+            ("topology.kubernetes.io/zone=z", true),
+            ("example.com/rack=r1,plain=yes", true),
+            ("node-role.kubernetes.io/control-plane=", false),
+            ("kubernetes.io/role=master", false),
+            ("foo.k8s.io/bar=1", false),
+        ] {
+            let result = resolve("", flags(&[&format!("--node-labels={labels}")]));
+            assert_eq!(result.is_ok(), allowed, "{labels}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().starts_with("nodeLabels:") && e.to_string().contains("kubectl label"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn taints_read_as_kubelet_writes_them_and_a_bad_effect_is_named() {
+        let config = resolve("", flags(&["--register-with-taints=a=1:NoSchedule,b:NoExecute"])).unwrap();
+        let taint = |key: &str, value: Option<&str>, effect: &str| NodeTaint {
+            key: key.into(),
+            value: value.map(Into::into),
+            effect: effect.into(),
+        };
+        assert_eq!(config.register_with_taints, [taint("a", Some("1"), "NoSchedule"), taint("b", None, "NoExecute")]);
+        let err = resolve("registerWithTaints: [{key: a, effect: Sometimes}]\n", Flags::default()).unwrap_err();
+        assert!(err.to_string().starts_with("registerWithTaints:") && err.to_string().contains("Sometimes"), "{err}");
+        let err = resolve("", flags(&["--register-with-taints=a"])).unwrap_err();
+        assert!(err.to_string().starts_with("--register-with-taints:"), "{err}");
+    }
+
+    #[test]
+    fn hostname_override_is_kubelets_name_for_the_node_name() {
+        assert_eq!(resolve("", flags(&["--hostname-override=node-k"])).unwrap().node_name, "node-k");
+    }
+
+    #[test]
+    fn a_zero_period_is_refused() {
+        let err = resolve("fileCheckFrequency: 0s\n", Flags::default()).unwrap_err();
+        assert!(err.to_string().starts_with("fileCheckFrequency:"), "{err}");
+    }
+
+    #[test]
     fn go_durations_parse() {
         for (text, secs) in [("20s", 20.0), ("1m30s", 90.0), ("500ms", 0.5), ("1.5h", 5400.0), ("0", 0.0)] {
             assert_eq!(parse_go_duration(text), Some(Duration::from_secs_f64(secs)), "{text}");
@@ -602,7 +890,7 @@ mod tests {
 
     #[test]
     fn committed_schema_is_current() {
-        let committed = include_str!("../deploy/staticlet.schema.json");
+        let committed = include_str!("../../deploy/staticlet.schema.json");
         assert_eq!(
             committed,
             ConfigFile::schema_json(),
