@@ -196,9 +196,10 @@ kadm_pids() {
         links+=("mnt:[$ino]")
     fi
     ((${#links[@]})) || return 0
-    # "/proc/PID/ns LINK" lines; the PID of each whose LINK is one of ours.
-    find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/*' \( -name net -o -name mnt \) \
-        -printf '%h %l\n' 2>/dev/null |
+    # "/proc/PID/ns LINK" lines; the PID of each whose LINK is one of ours. find fails when a
+    # process exits while it reads /proc, which is no failure here.
+    { find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/*' \( -name net -o -name mnt \) \
+        -printf '%h %l\n' 2>/dev/null || true; } |
         awk -v want=" ${links[*]} " 'index(want, " " $2 " ") { split($1, p, "/"); print p[3] }' |
         sort -un
 }
@@ -208,7 +209,7 @@ kadm_pids() {
 # host, and $KADM_DIR (if it carries the marker). Quiet and quick when there is no node. Prints
 # the PIDs it signalled, for cmd_down's wait_reaped.
 kadm_down() {
-    local pid pids
+    local pid pids m
     [[ -d "$KADM_DIR" ]] || is_mounted "$KADM_NETNS_PATH" || return 0
     log "tearing down the kubeadm node ($KADM_DIR)"
     # Only where the node's own /var/lib/cni is mounted: the inner `down` clears libcni's cache
@@ -218,15 +219,22 @@ kadm_down() {
     fi
     pids="$(kadm_pids)"
     for pid in $pids; do stop_pid "$pid" 10; done
-    for pid in "$KADM_MNTNS" "$KADM_UTSNS" "$KADM_NS"; do
-        if is_mounted "$pid"; then umount "$pid" || umount -l "$pid" || true; fi
+    for m in "$KADM_MNTNS" "$KADM_UTSNS" "$KADM_NS"; do
+        if is_mounted "$m"; then umount "$m" || umount -l "$m" || true; fi
     done
     if is_mounted "$KADM_NETNS_PATH"; then
         ip netns del "$KADM_NETNS" || log "warning: could not delete netns $KADM_NETNS"
     fi
+    # Only if still empty (something else may have started using one), and not while another
+    # instance's node runs: removing a directory detaches the mounts on it in every other mount
+    # namespace, which would take that node's /etc/kubernetes away from it.
     if [[ -f "$KADM_DIR/host-mountpoints" ]]; then
-        # Only if still empty: something else may have started using one meanwhile.
-        while read -r pid; do rmdir "$pid" 2>/dev/null || true; done <"$KADM_DIR/host-mountpoints"
+        if compgen -G '/run/netns/stl-kadm*' >/dev/null; then
+            log "another kubeadm node runs: keeping the empty host mount points" \
+                "$(tr '\n' ' ' <"$KADM_DIR/host-mountpoints")"
+        else
+            while read -r m; do rmdir "$m" 2>/dev/null || true; done <"$KADM_DIR/host-mountpoints"
+        fi
     fi
     if [[ -d "$KADM_DIR" ]]; then
         if [[ -e "$KADM_MARKER" ]]; then
