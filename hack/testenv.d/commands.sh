@@ -41,6 +41,7 @@ cmd_up() {
     fi
     check_cri_plugin
     ensure_images
+    if kadm_role; then ensure_kubeadm_images; fi
     if ((!warm)) || [[ "${STATICLET_TESTENV_VERIFY:-}" == 1 ]]; then
         if ensure_crictl; then verified="$(verify_cri)"; else verified="$(verify_ctr)"; fi
     fi
@@ -142,8 +143,10 @@ cmd_down() {
     check_dir
     take_lock
     local stopped
-    # The cluster first (controller manager, API server, etcd), bounded with SIGKILL after 20 s.
-    stopped="$(cluster_down)"
+    # The kubeadm node first: its own containerd and namespaces, nothing of ours in them.
+    stopped="$(kadm_down)"
+    # The cluster (controller manager, API server, etcd), bounded with SIGKILL after 20 s.
+    stopped+=" $(cluster_down)"
     if answers; then
         remove_workloads
     fi
@@ -157,4 +160,47 @@ cmd_down() {
     wait_reaped $stopped
     remove_state_dir
     echo "testenv: down"
+}
+
+# kubeadm-node SUBCOMMAND: the node of kubeadm.sh. `exec` replaces this process, so CMD's exit
+# status, stdin and signals are the caller's own.
+cmd_kubeadm_node() {
+    local sub="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case "$sub" in
+    up | down)
+        no_args "$@"
+        need_root
+        check_dir
+        take_lock
+        if [[ "$sub" == up ]]; then
+            kadm_up
+        else
+            # shellcheck disable=SC2046 # a list of PIDs, one a word
+            wait_reaped $(kadm_down)
+            echo "testenv: kubeadm node down"
+        fi
+        ;;
+    env)
+        no_args "$@"
+        check_dir
+        kadm_env
+        ;;
+    config)
+        no_args "$@"
+        check_dir
+        [[ -d "$KADM_DIR" ]] || die "the kubeadm node is not up ($0 kubeadm-node up)"
+        kadm_write_config
+        echo "$KADM_CONFIG"
+        ;;
+    exec)
+        (($# > 0)) || usage
+        need_root
+        check_dir
+        kadm_ns_ok || die "the kubeadm node is not up ($0 kubeadm-node up)"
+        exec nsenter --net="$KADM_NETNS_PATH" --mount="$KADM_MNTNS" --uts="$KADM_UTSNS" \
+            --wd="$PWD" -- "$@"
+        ;;
+    *) usage ;;
+    esac
 }

@@ -9,8 +9,9 @@ die() {
     exit 1
 }
 
+# The header's title and command list: from line 2 to the first bare "#" after the title's.
 usage() {
-    sed -n '2,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+    awk 'NR > 3 && $0 == "#" { exit } NR >= 2 { sub(/^# ?/, ""); print }' "$SELF" >&2
     exit 2
 }
 
@@ -29,9 +30,12 @@ check_dir() {
 need_root() { [[ $EUID -eq 0 ]] || die "must run as root (containerd, mounts, netns)"; }
 
 # Serialise concurrent runs (tests may call `up` in parallel). The lock is on hack/testenv itself,
-# so no lock file is left anywhere; containerd must not inherit fd 9 (see spawn_daemon).
+# so no lock file is left anywhere; containerd must not inherit fd 9 (see spawn_daemon). A run
+# started by a run that holds the lock (the kubeadm node's inner `up` and `down`) inherits fd 9
+# open on this script: flock on that same open file succeeds at once, where opening the script
+# again would wait forever for its own parent.
 take_lock() {
-    exec 9<"$SELF"
+    if [[ ! /proc/$$/fd/9 -ef "$SELF" ]]; then exec 9<"$SELF"; fi
     flock 9
 }
 

@@ -29,8 +29,17 @@ populate_busybox() {
     render_template busybox-group >"$r/etc/group"
 }
 
+# An image of one static binary (the kubeadm node's Kubernetes images): INPUT $2 in
+# /usr/local/bin, and a /tmp.
+populate_bin() {
+    install -D -m 0755 "$2" "$1/usr/local/bin/${2##*/}"
+    mkdir -p "$1/tmp"
+    chmod 1777 "$1/tmp"
+}
+
 # build_image NAME REF INPUT [umoci config args...]: OCI layout -> docker-archive tar. The tar is
-# kept in the state dir and rebuilt only when older than INPUT (the file the image wraps).
+# kept in the state dir and rebuilt only when older than INPUT (the file the image wraps). The
+# rootfs is filled by populate_NAME ROOTFS INPUT, or populate_bin when there is no such function.
 build_image() {
     local name="$1" ref="$2" input="$3"
     shift 3
@@ -42,7 +51,11 @@ build_image() {
     umoci init --layout "$work/oci"
     umoci new --image "$work/oci:1.0"
     umoci unpack --image "$work/oci:1.0" "$work/bundle" >/dev/null
-    "populate_$name" "$work/bundle/rootfs"
+    if declare -F "populate_$name" >/dev/null; then
+        "populate_$name" "$work/bundle/rootfs" "$input"
+    else
+        populate_bin "$work/bundle/rootfs" "$input"
+    fi
     umoci repack --image "$work/oci:1.0" "$work/bundle"
     umoci config --image "$work/oci:1.0" "$@"
     # --insecure-policy: a fresh host may lack /etc/containers/policy.json; the source is local.

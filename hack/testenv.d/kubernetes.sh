@@ -2,7 +2,8 @@
 # Sourced by hack/testenv. The cluster's binaries: etcd, kube-apiserver and kube-controller-manager
 # (and kubectl and kubelet, for the side-by-side benchmark) of the pinned releases, built once
 # from the Go module proxy into $KUBE_BIN ($STATICLET_TESTENV_CACHE/k8s-<version>/bin), which
-# `down` keeps. No release binaries: nothing but the package registries is reachable here.
+# `down` keeps; for the kubeadm node also kubeadm, kube-scheduler, kube-proxy and CoreDNS. No
+# release binaries: nothing but the package registries is reachable here.
 
 # The binaries `up --cluster` builds, in build order (etcd first: smallest, and needed first).
 readonly KUBE_BINARIES=(etcd kube-apiserver kube-controller-manager kubectl kubelet)
@@ -51,15 +52,19 @@ mod_gomod() {
 # k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...) as v0.0.0 replaced
 # by ./staging/src/...; so the wrapper replaces each one with its published v0.<minor>.<patch>.
 # The list changes between releases: it is read from the release's own go.mod, not written here.
+# write_k8s_wrapper DIR BINARY...: tools.go imports cmd/BINARY for each (etcd is not in this
+# module); every command built from the module must be imported before `go mod tidy`, or its
+# build fails on a missing go.sum entry (kubeadm: "missing go.sum entry ... corefile-migration").
 write_k8s_wrapper() {
     local w="$1" gomod mods m staging="v0.${K8S_VERSION#v1.}" directives replaces="" imports=""
+    shift
     gomod="$(mod_gomod k8s.io/kubernetes "$K8S_VERSION")"
     mods="$(sed -nE 's#^[[:space:]]*(replace[[:space:]]+)?(k8s\.io/[^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/[^[:space:]]+[[:space:]]*$#\2#p' "$gomod")"
     [[ -n "$mods" ]] || die "no ./staging replace lines in $gomod: the recipe needs updating"
     # The same language version and GODEBUG defaults as upstream's own build of the release.
     directives="$(grep -E '^(go|godebug) ' "$gomod")" || die "no go directive in $gomod"
     for m in $mods; do replaces+="${replaces:+$'\n'}"$'\t'"$m => $m $staging"; done
-    for m in "${KUBE_BINARIES[@]}"; do
+    for m in "$@"; do
         [[ "$m" == etcd ]] || imports+="${imports:+$'\n'}"$'\t'"_ \"k8s.io/kubernetes/cmd/$m\""
     done
     rm -rf "$w"
@@ -105,10 +110,10 @@ etcd_current() {
     [[ "$("$KUBE_BIN/etcd" --version 2>/dev/null)" == *"etcd Version: ${ETCD_VERSION#v}"* ]]
 }
 
-# True when $KUBE_BIN holds every binary, with etcd at $ETCD_VERSION.
+# kube_binaries_ok BINARY...: true when $KUBE_BIN holds each, with etcd at $ETCD_VERSION.
 kube_binaries_ok() {
     local b
-    for b in "${KUBE_BINARIES[@]}"; do [[ -x "$KUBE_BIN/$b" ]] || return 1; done
+    for b in "$@"; do [[ -x "$KUBE_BIN/$b" ]] || return 1; done
     etcd_current
 }
 
@@ -125,8 +130,11 @@ kube_ldflags() {
     echo "$ld"
 }
 
+# ensure_kube_binaries [BINARY...]: the cluster's binaries (KUBE_BINARIES) and the extra ones
+# named (KUBEADM_BINARIES for the kubeadm node), built when missing.
 ensure_kube_binaries() {
-    kube_binaries_ok && return 0
+    local -a want=("${KUBE_BINARIES[@]}" "$@")
+    kube_binaries_ok "${want[@]}" && return 0
     command -v go >/dev/null ||
         die "Go is needed to build Kubernetes (Debian 12's golang is too old); install Go >= 1.25"
     local t0=$SECONDS b ld
@@ -140,17 +148,48 @@ ensure_kube_binaries() {
     fi
     ld="$(kube_ldflags)"
     local need=()
-    for b in "${KUBE_BINARIES[@]}"; do
+    for b in "${want[@]}"; do
         [[ "$b" == etcd || -x "$KUBE_BIN/$b" ]] || need+=("$b")
     done
     if ((${#need[@]})); then
-        write_k8s_wrapper "$K8S_ROOT/k8s-module"
+        write_k8s_wrapper "$K8S_ROOT/k8s-module" "${want[@]}"
         go_tidy "$K8S_ROOT/k8s-module" "$K8S_ROOT/build-k8s-modules.log"
         # One at a time: they share most packages, so each later build reuses the build cache.
         for b in "${need[@]}"; do
             go_build "$K8S_ROOT/k8s-module" "$b" "k8s.io/kubernetes/cmd/$b" "$ld"
         done
     fi
-    kube_binaries_ok || die "binaries in $KUBE_BIN incomplete after the build"
+    kube_binaries_ok "${want[@]}" || die "binaries in $KUBE_BIN incomplete after the build"
     log "Kubernetes binaries ready in $((SECONDS - t0))s"
+}
+
+# CoreDNS for the kubeadm node's coredns image (kubeadm's preflight wants every image it deploys).
+# github.com/coredns/coredns is a main package at its module root and its go.mod has no replace
+# directives, so a wrapper that requires it and imports it in tools.go builds it. Not fatal: one
+# try per cache, and a failure is recorded ($K8S_ROOT/coredns-failed; remove it to try again) so
+# that later runs do not spend minutes on it; the node then has no coredns image, and kubeadm's
+# ImagePull check fails for that one image only.
+ensure_coredns() {
+    local w="$K8S_ROOT/coredns-module" failed="$K8S_ROOT/coredns-failed" gomod directives
+    [[ -x "$KUBE_BIN/coredns" ]] && return 0
+    [[ -e "$failed" ]] && return 1
+    log "building CoreDNS $COREDNS_VERSION from the Go module proxy (once; cached in $KUBE_BIN)"
+    mkdir -p "$KUBE_BIN"
+    # A subshell: go_tidy and go_build die on failure, which here must only end this attempt.
+    if ! (
+        gomod="$(mod_gomod github.com/coredns/coredns "$COREDNS_VERSION")"
+        directives="$(grep -E '^go ' "$gomod")" || die "no go directive in $gomod"
+        rm -rf "$w"
+        mkdir -p "$w"
+        render_template coredns-wrapper.go.mod "GO_DIRECTIVES=$directives" \
+            "COREDNS_VERSION=$COREDNS_VERSION" >"$w/go.mod"
+        render_template k8s-wrapper-tools.go \
+            "IMPORTS="$'\t'"_ \"github.com/coredns/coredns\"" >"$w/tools.go"
+        go_tidy "$w" "$K8S_ROOT/build-coredns-modules.log"
+        go_build "$w" coredns github.com/coredns/coredns "-s -w"
+    ); then
+        date -u +%FT%TZ >"$failed"
+        log "CoreDNS $COREDNS_VERSION could not be built; the kubeadm node gets no coredns image"
+        return 1
+    fi
 }
