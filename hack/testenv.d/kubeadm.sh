@@ -22,11 +22,12 @@
 # `kubeadm-node up` asks for them: a plain `up --cluster` must not pay for binaries it never runs.
 readonly KUBEADM_BINARIES=(kubeadm kube-scheduler kube-proxy)
 
-# NODE-PATH:SOURCE (under $KADM_ROOT). /var/lib/cni as well: libcni keeps its result cache there,
+# NODE-PATH:SOURCE (under $KADM_ROOT). /var/lib/staticlet: the agent's own root dir (emptyDir volumes).
+# /var/lib/cni as well: libcni keeps its result cache there,
 # keyed by network name, and the inner instance's network has the host instance's name.
 readonly KADM_BINDS=(/etc/hosts:hosts /etc/resolv.conf:resolv.conf
     /etc/kubernetes:etc-kubernetes /var/lib/kubelet:var-lib-kubelet /var/lib/etcd:var-lib-etcd
-    /var/log/pods:var-log-pods /var/lib/cni:var-lib-cni)
+    /var/log/pods:var-log-pods /var/lib/cni:var-lib-cni /var/lib/staticlet:var-lib-staticlet)
 
 # True when PATH is a mount point (files too: the namespace files are bind mounts of nsfs).
 is_mounted() { findmnt -rn --mountpoint "$1" >/dev/null 2>&1; }

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub manifest_dir_scans: Family<Labels, Counter>,
     /// Polls of the manifest URL, by `result` (see `source::url::PollResult`).
     pub manifest_url_polls: Family<Labels, Counter>,
+    /// kubelet's `prober_probe_total`: probe attempts by probe_type (Liveness, Readiness,
+    /// Startup), result (successful, failed), container, pod, namespace and pod_uid.
+    pub probes: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,6 +46,7 @@ impl Metrics {
         let sandboxes_started = Counter::default();
         let manifest_errors = Gauge::default();
         let manifest_dir_scans = Family::<Labels, Counter>::default();
+        let probes = Family::<Labels, Counter>::default();
         let manifest_url_polls = Family::<Labels, Counter>::default();
         registry.register("kubelet_desired_pods", "Pods the node wants to run", desired_pods_family.clone());
         registry.register("kubelet_running_pods", "Pods with a running sandbox", running_pods.clone());
@@ -70,6 +74,11 @@ impl Metrics {
              too_large)",
             manifest_url_polls.clone(),
         );
+        registry.register(
+            "prober_probe",
+            "Probe attempts, by probe_type, result, container, pod, namespace and pod_uid (kubelet's name)",
+            probes.clone(),
+        );
         Self {
             registry,
             desired_pods,
@@ -81,6 +90,7 @@ impl Metrics {
             manifest_errors,
             manifest_dir_scans,
             manifest_url_polls,
+            probes,
         }
     }
 

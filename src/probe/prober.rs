@@ -20,7 +20,8 @@ use super::{
     attempt::{Target, attempt},
     verdict::{Outcome, Tracker, health, runs},
 };
-use crate::{cri::SharedCri, manifest::StaticPod, supervisor::events::Events};
+use crate::{cri::SharedCri, manifest::StaticPod, ops::metrics::Metrics, supervisor::events::Events};
+use prometheus_client::metrics::counter::Counter;
 
 /// What the probes say about one running container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,7 @@ struct Probed {
 pub struct Prober {
     cri: SharedCri,
     events: Events,
+    metrics: Arc<Metrics>,
     pod: StaticPod,
     probed: HashMap<String, Probed>,
     healths: Healths,
@@ -81,9 +83,9 @@ pub struct Running<'a> {
 }
 
 impl Prober {
-    pub fn new(cri: SharedCri, events: Events, pod: StaticPod) -> Self {
+    pub fn new(cri: SharedCri, events: Events, metrics: Arc<Metrics>, pod: StaticPod) -> Self {
         let (changed, _) = watch::channel(0);
-        Self { cri, events, pod, probed: HashMap::new(), healths: Arc::default(), changed }
+        Self { cri, events, metrics, pod, probed: HashMap::new(), healths: Arc::default(), changed }
     }
 
     /// Wakes on every change of any container's health.
@@ -125,6 +127,7 @@ impl Prober {
                 .iter()
                 .map(|spec| {
                     let task = ProbeTask {
+                        counts: Counts::new(&self.metrics, &self.pod, container.name, spec.kind),
                         cri: self.cri.clone(),
                         events: self.events.clone(),
                         pod: self.pod.clone(),
@@ -152,7 +155,32 @@ impl Drop for Prober {
     }
 }
 
+/// One probe's two series of `prober_probe_total`, made once so an attempt only counts.
+struct Counts {
+    successful: Counter,
+    failed: Counter,
+}
+
+impl Counts {
+    fn new(metrics: &Metrics, pod: &StaticPod, container: &str, kind: ProbeKind) -> Self {
+        let series = |result: &str| {
+            let labels = [
+                ("probe_type", kind.word()),
+                ("result", result),
+                ("container", container),
+                ("pod", pod.name()),
+                ("namespace", pod.namespace()),
+                ("pod_uid", &pod.uid),
+            ];
+            let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            metrics.probes.get_or_create(&labels).clone()
+        };
+        Self { successful: series("successful"), failed: series("failed") }
+    }
+}
+
 struct ProbeTask {
+    counts: Counts,
     cri: SharedCri,
     events: Events,
     pod: StaticPod,
@@ -171,6 +199,10 @@ impl ProbeTask {
         let since_start = SystemTime::now().duration_since(self.started_at).unwrap_or_default();
         tokio::time::sleep(self.spec.initial_delay.saturating_sub(since_start)).await;
         let mut started = self.state.lock().expect("probe state").started.subscribe();
+        // kubelet's ticker: an attempt every period, and one at once after an attempt that took
+        // longer (a probe hanging for its timeout is retried right away, not a period later).
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + self.spec.period, self.spec.period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             if !runs(kind, *started.borrow_and_update()) {
                 // Liveness and readiness run once the startup probe has passed.
@@ -181,6 +213,10 @@ impl ProbeTask {
             }
             let target = Target { container_id: &self.container_id, pod_ip: &self.pod_ip };
             let result = attempt(self.cri.as_ref(), &self.spec, &target).await;
+            match &result {
+                Ok(()) => self.counts.successful.inc(),
+                Err(_) => self.counts.failed.inc(),
+            };
             if let Err(message) = &result {
                 tracing::debug!(container_id = %self.container_id, probe = kind.word(), %message, "probe failed");
                 self.events.warning(&self.pod, "Unhealthy", format!("{} probe failed: {message}", kind.word()));
@@ -193,7 +229,7 @@ impl ProbeTask {
                 | (ProbeKind::Startup, Some(Outcome::Success)) => return,
                 _ => {}
             }
-            tokio::time::sleep(self.spec.period).await;
+            ticker.tick().await;
         }
     }
 
@@ -227,6 +263,13 @@ mod tests {
     };
 
     async fn setup(probes: &str) -> (Arc<FakeCri>, Prober, HashMap<String, Vec<ProbeSpec>>, String) {
+        let (fake, prober, specs, id, _) = setup_with_metrics(probes).await;
+        (fake, prober, specs, id)
+    }
+
+    async fn setup_with_metrics(
+        probes: &str,
+    ) -> (Arc<FakeCri>, Prober, HashMap<String, Vec<ProbeSpec>>, String, Arc<Metrics>) {
         let yaml = format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: i\n{probes}"
         );
@@ -235,8 +278,9 @@ mod tests {
         let fake = Arc::new(FakeCri::default());
         let sandbox = fake.run_sandbox(api::PodSandboxConfig::default(), "").await.unwrap();
         let id = fake.create_container(&sandbox, Default::default(), Default::default()).await.unwrap();
-        let prober = Prober::new(fake.clone(), Events::default(), pod);
-        (fake, prober, specs, id)
+        let metrics = Arc::new(Metrics::new());
+        let prober = Prober::new(fake.clone(), Events::default(), metrics.clone(), pod);
+        (fake, prober, specs, id, metrics)
     }
 
     async fn wait_health(prober: &Prober, id: &str, check: impl Fn(&Health) -> bool) -> Health {
@@ -262,6 +306,30 @@ mod tests {
         fake.set_exec_result(&id, 1, "not ready");
         wait_health(&prober, &id, |h| !h.ready).await;
         assert_eq!(t0.elapsed(), Duration::from_secs(2), "unready after two failures a period apart");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_is_counted_in_kubelets_prober_probe_total() {
+        let (fake, mut prober, specs, id, metrics) =
+            setup_with_metrics("    readinessProbe: {exec: {command: [check]}, periodSeconds: 1}\n").await;
+        prober.sync(&[Running { id: &id, name: "c", started_at: SystemTime::now() }], &specs, "");
+        wait_health(&prober, &id, |h| h.ready).await;
+        fake.set_exec_result(&id, 1, "no");
+        wait_health(&prober, &id, |h| !h.ready).await;
+        let text = metrics.encode();
+        let series = |result: &str| {
+            text.lines()
+                .find(|l| l.starts_with("prober_probe_total{") && l.contains(&format!("result=\"{result}\"")))
+                .unwrap_or_else(|| panic!("no {result} series in:\n{text}"))
+                .to_owned()
+        };
+        let ok = series("successful");
+        assert!(
+            ok.contains("probe_type=\"Readiness\"") && ok.contains("container=\"c\"") && ok.contains("pod=\"p-n\""),
+            "{ok}"
+        );
+        assert!(ok.ends_with(" 1"), "{ok}");
+        assert!(series("failed").ends_with(" 3"), "three failures make the default threshold: {text}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -90,7 +90,7 @@ impl Worker {
             .map(|c| (c.name.clone(), container_probes(c).unwrap_or_default()))
             .filter(|(_, specs)| !specs.is_empty())
             .collect();
-        let prober = Prober::new(ctx.runtime.clone(), ctx.events.clone(), pod.clone());
+        let prober = Prober::new(ctx.runtime.clone(), ctx.events.clone(), ctx.metrics.clone(), pod.clone());
         let grace = pod.spec().termination_grace_period_seconds.unwrap_or(30);
         let hooks: HashMap<String, Hooks> = pod
             .spec()

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod kubeadm_node;
+
 use std::{
     io::{Read, Write},
     net::TcpStream,
