@@ -238,7 +238,7 @@ fn the_control_plane_lives_under_staticlet() {
     });
     std::thread::sleep(Duration::from_secs(20));
     std::fs::rename(&parked, node.host_path(&manifest("kube-apiserver"))).unwrap();
-    node.wait_until("kube-apiserver serves again", Duration::from_secs(120), |n| readyz(n));
+    node.wait_until("kube-apiserver serves again", Duration::from_secs(120), readyz);
     wait_all_ready(&node);
     node.wait_until("the mirrors show what happened meanwhile", Duration::from_secs(60), |n| {
         let cm = n.mirror("kube-controller-manager").unwrap_or_default();
