@@ -118,8 +118,21 @@ impl KubeadmNode {
 
     /// `kubeadm init` with the node's configuration; returns its success, output and duration.
     pub fn init(&self) -> (bool, String, Duration) {
+        self.init_with_kubelet_config("")
+    }
+
+    /// `kubeadm init`, with `extra` (YAML lines) added to the configuration's
+    /// KubeletConfiguration, its last document.
+    pub fn init_with_kubelet_config(&self, extra: &str) -> (bool, String, Duration) {
+        let mut config = std::fs::read_to_string(&self.env["STATICLET_KADM_CONFIG"]).unwrap();
+        let last_kind = config.lines().filter(|l| l.starts_with("kind: ")).last();
+        assert_eq!(last_kind, Some("kind: KubeletConfiguration"), "the template ends with the kubelet's document");
+        config.push_str(extra);
+        let path = self.host_path("/etc/kubernetes/staticlet-test-kubeadm.yaml");
+        std::fs::write(&path, config).unwrap();
         let t0 = Instant::now();
-        let (ok, out, err) = self.kubeadm(&["init", "--config", &self.env["STATICLET_KADM_CONFIG"], IGNORED_PREFLIGHT]);
+        let (ok, out, err) =
+            self.kubeadm(&["init", "--config", "/etc/kubernetes/staticlet-test-kubeadm.yaml", IGNORED_PREFLIGHT]);
         (ok, format!("{out}{err}"), t0.elapsed())
     }
 
