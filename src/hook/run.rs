@@ -5,10 +5,14 @@
 use std::time::Duration;
 
 use super::Handler;
-use crate::{cri::Cri, probe::attempt};
+use crate::{
+    cri::Cri,
+    probe::{attempt, http},
+};
 
-/// kubelet's User-Agent for lifecycle hooks (`kube-lifecycle/<major>.<minor>`).
-const USER_AGENT: &str = "kube-lifecycle/1.35";
+/// kubelet's User-Agent for lifecycle hooks (`kube-lifecycle/<major>.<minor>`); its hooks use Go's
+/// default client, which follows redirects to any host.
+const CALLER: http::Caller = http::Caller { user_agent: "kube-lifecycle/1.35", follows_other_hosts: true };
 
 /// Where the hook goes: the container (exec) and the pod's IP (httpGet's default host; the
 /// node's IP on the host network); the names are for the messages.
@@ -33,7 +37,7 @@ pub async fn run(cri: &dyn Cri, handler: &Handler, target: &Target<'_>, limit: D
         Handler::Http { https, host, port, path, headers } => {
             let host = host.as_deref().unwrap_or(target.pod_ip);
             // Any answer passes: kubelet discards the response and fails only on a transport error.
-            attempt::http_get(*https, host, *port, path, headers, limit, USER_AGENT).await.map(drop).map_err(|e| {
+            http::get(*https, host, *port, path, headers, limit, &CALLER).await.map(drop).map_err(|e| {
                 format!("HTTP lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {e}")
             })
         }
@@ -49,7 +53,7 @@ mod tests {
     use super::*;
     use crate::{
         cri::{api, fake::FakeCri},
-        probe::attempt::serve_once,
+        probe::http::serve_once,
     };
 
     fn target(id: &str) -> Target<'_> {

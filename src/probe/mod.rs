@@ -4,6 +4,8 @@
 //! - `spec`: a container's probes from its manifest, checked (one handler, named ports resolved);
 //! - `verdict`: what a run of results means (thresholds, startup gating), pure;
 //! - `attempt`: one probe run against the container;
+//! - `http`: one httpGet as kubelet's client makes it (headers, redirects, timeout), for probes
+//!   and hooks; `http1`: its minimal HTTP/1.1 client for plain HTTP (HTTPS goes through reqwest);
 //! - `prober`: one task per probe of a running container, feeding `Health` to its worker.
 //!
 //! The worker turns health into the container's `ready` and `started` (so READY in
@@ -12,6 +14,8 @@
 //! included) runs the container again.
 
 pub(crate) mod attempt;
+pub(crate) mod http;
+mod http1;
 pub mod prober;
 pub mod spec;
 pub mod verdict;
