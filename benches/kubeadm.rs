@@ -27,11 +27,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// What kubelet needs on this machine besides kubeadm's configuration (cgroup v1 without every
-/// controller kubelet's QoS cgroups want; swap accounting off), as the probes benchmark found.
-/// staticlet is given kubeadm's configuration unchanged.
-const KUBELET_EXTRA: &str = "cgroupsPerQOS: false\nenforceNodeAllocatable: []\nfailSwapOn: false\n\
-                             localStorageCapacityIsolation: false\n";
+/// What kubelet needs on this machine besides kubeadm's configuration (swap accounting off, no
+/// local storage isolation), as the probes benchmark found. staticlet is given kubeadm's
+/// configuration unchanged.
+const KUBELET_EXTRA: &str = "failSwapOn: false\nlocalStorageCapacityIsolation: false\n";
 
 #[derive(Default)]
 struct Figures {
@@ -89,7 +88,9 @@ fn time_until(limit: Duration, mut check: impl FnMut() -> bool) -> Result<Durati
 }
 
 fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// Adds `flag` to a component's command in its manifest; returns when the new process with it
