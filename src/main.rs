@@ -153,6 +153,13 @@ fn run_daemon(flags: &RunFlags) -> ExitCode {
             }
             config
         }
+        // A config file that is not there yet is not a mistake a restart cannot fix: on a kubeadm
+        // node, systemd starts the agent before `kubeadm init` writes config.yaml. So it exits
+        // 1 (systemd restarts it, as kubelet's failure), and only a bad file or flag exits 78.
+        Err(e @ ConfigError::Missing { .. }) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);

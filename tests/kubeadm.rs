@@ -169,7 +169,34 @@ fn kubeadm_init_completes_with_staticlet_in_the_kubelets_place() {
                 .all(|(_, kind)| probe_count(&m, c, &n.name, kind) >= 1.0)
         })
     });
+
+    // A gRPC probe, end to end: etcd (kubeadm's image) serves grpc.health.v1 on its client port.
+    node.write_manifest(&format!("{MANIFESTS}/grpc-probed.yaml"), GRPC_PROBED);
+    node.wait_until("the gRPC-probed pod is ready by its probe", Duration::from_secs(90), |n| {
+        n.mirror("grpc-probed").is_some_and(|m| ready(&m))
+            && probe_count(&metrics(n), "grpc-probed", &n.name, "Readiness") >= 1.0
+    });
 }
+
+/// etcd alone, as a gRPC health server the probes reach on the pod IP (the node's, on the host
+/// network).
+const GRPC_PROBED: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: grpc-probed, namespace: kube-system}
+spec:
+  hostNetwork: true
+  containers:
+  - name: etcd
+    image: registry.k8s.io/etcd:3.6.6-0
+    command: [etcd, --name=probed, --data-dir=/data, --listen-client-urls=http://0.0.0.0:12379,
+      --advertise-client-urls=http://127.0.0.1:12379, --listen-peer-urls=http://127.0.0.1:12380,
+      --initial-advertise-peer-urls=http://127.0.0.1:12380, --initial-cluster=probed=http://127.0.0.1:12380,
+      --listen-metrics-urls=http://127.0.0.1:12381]
+    readinessProbe: {grpc: {port: 12379}, periodSeconds: 1}
+    livenessProbe: {grpc: {port: 12379, service: ''}, periodSeconds: 5}
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, emptyDir: {}}]
+";
 
 #[test]
 fn the_control_plane_lives_under_staticlet() {

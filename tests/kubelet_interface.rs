@@ -84,8 +84,9 @@ fn before_kubeadm_wrote_its_files_staticlet_exits_naming_them_so_systemd_restart
     let config = d.dir.path().join("config.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_staticlet")).args(drop_in_flags(&d, &config)).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{stderr}");
-    assert!(stderr.contains(&path_str(&config)), "{stderr}");
+    // 1, not 78: the unit's RestartPreventExitStatus=78 must not keep it down until kubeadm writes it.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&path_str(&config)) && stderr.contains("does not exist"), "{stderr}");
 
     // The config written, but not yet the kubeconfig: kubelet would TLS-bootstrap; we say we cannot.
     std::fs::write(&config, kubeadm_kubelet_config(&path_str(&d.manifests), 0, &path_str(&d.logs))).unwrap();

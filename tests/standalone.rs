@@ -311,8 +311,11 @@ spec:
       valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
     - name: MY_IP
       valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+    - name: MY_MEMORY_MI
+      valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}
+    resources: {{limits: {{memory: 48Mi}}}}
     command: [sh, -c]
-    args: ["echo $(GREETING) $MY_NAME $MY_IP > /host/env; pwd > /host/pwd; echo ok > index.html; httpd -f -p 8080 -h /scratch"]
+    args: ["echo $(GREETING) $MY_NAME $MY_IP $MY_MEMORY_MI > /host/env; pwd > /host/pwd; echo ok > index.html; httpd -f -p 8080 -h /scratch"]
     ports: [{{containerPort: 8080}}]
     volumeMounts:
     - {{name: host, mountPath: /host}}
@@ -326,7 +329,7 @@ spec:
     assert!(pod.ip.starts_with("10.233.0."), "pod IP from the test CNI bridge: {:?}", pod.ip);
     d.wait_until("the container wrote its environment", Duration::from_secs(10), |_| host_dir.join("pwd").exists());
     let env = std::fs::read_to_string(host_dir.join("env")).unwrap();
-    assert_eq!(env.trim(), format!("hello net-{} {}", d.node, pod.ip));
+    assert_eq!(env.trim(), format!("hello net-{} {} 48", d.node, pod.ip));
     assert_eq!(std::fs::read_to_string(host_dir.join("pwd")).unwrap().trim(), "/scratch");
     // The pod is our own, on the test bridge: one bounded request to its IP.
     d.wait_until("httpd answers on the pod IP", Duration::from_secs(10), |_| {

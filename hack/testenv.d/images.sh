@@ -43,7 +43,7 @@ populate_bin() {
 build_image() {
     local name="$1" ref="$2" input="$3"
     shift 3
-    local work="$DIR/images/$name" tar="$DIR/images/$name.tar"
+    local work="$IMAGES/$name" tar="$IMAGES/$name.tar"
     [[ -s "$tar" && "$tar" -nt "$input" ]] && return 0
     log "building image $ref"
     rm -rf "$work" "$tar.tmp"
@@ -74,7 +74,7 @@ has_image() {
 
 # Import when absent from the instance, or when the tar was rebuilt since the last import.
 import_image() {
-    local name="$1" ref="$2" tar="$DIR/images/$1.tar" stamp="$DIR/images/$1.imported"
+    local name="$1" ref="$2" tar="$IMAGES/$1.tar" stamp="$IMAGES/$1.imported"
     if has_image "$ref" && [[ "$stamp" -nt "$tar" ]]; then
         return 0
     fi
@@ -85,7 +85,7 @@ import_image() {
 }
 
 ensure_images() {
-    mkdir -p "$DIR/images"
+    mkdir -p "$IMAGES"
     build_image pause "$PAUSE_IMAGE" "$DIR/pause" --config.cmd /pause
     build_image busybox "$TEST_IMAGE" /bin/busybox --config.cmd sh \
         --config.env PATH=/bin:/usr/bin:/sbin:/usr/sbin

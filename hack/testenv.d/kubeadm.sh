@@ -55,7 +55,7 @@ kadm_enter() {
 # (fd 9, see take_lock).
 kadm_inner() {
     kadm_enter env STATICLET_TESTENV_DIR="$KADM_CRI_DIR" STATICLET_TESTENV_ROLE=kubeadm-node \
-        "$SELF" "$@"
+        STATICLET_TESTENV_IMAGES="$CACHE/kubeadm-node-images" "$SELF" "$@"
 }
 
 # The network namespace. Each step checks or is idempotent, so a half-made one is completed.

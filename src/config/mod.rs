@@ -558,6 +558,8 @@ fn node_name(name: String) -> Result<String, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("config file {path} does not exist (yet)")]
+    Missing { path: String },
     #[error("config file {path}: {message}")]
     Read { path: String, message: String },
     #[error("config file {path}: {message}")]
@@ -583,8 +585,10 @@ pub struct Unused {
 
 impl ConfigFile {
     pub fn load(path: &str) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing { path: path.into() },
+            _ => ConfigError::Read { path: path.into(), message: e.to_string() },
+        })?;
         Self::parse(path, &text)
     }
 

@@ -222,7 +222,17 @@ pub fn environment_of(
     let pod_ip = if pod.host_network() { node_ip } else { pod_ip };
     let mut env: Vec<(String, String)> = Vec::new();
     for var in container.env.iter().flatten() {
-        let value = match var.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+        let from = var.value_from.as_ref();
+        let value = match from.and_then(|f| f.field_ref.as_ref()) {
+            None if let Some(selector) = from.and_then(|f| f.resource_field_ref.as_ref()) => {
+                // The container itself when the selector names none, as kubelet defaults it.
+                let mut selector = selector.clone();
+                if selector.container_name.as_deref().is_none_or(str::is_empty) {
+                    selector.container_name = Some(container.name.clone());
+                }
+                // Validation checked the selector; a value it cannot compute stays empty.
+                volumes::resource_value(pod.spec(), &selector, Host::current()).unwrap_or_default()
+            }
             Some(field) => match field.field_path.as_str() {
                 "metadata.name" => pod.name().to_owned(),
                 "metadata.namespace" => pod.namespace().to_owned(),
@@ -481,6 +491,25 @@ spec:
         assert_eq!(sc.supplemental_groups, [2000]);
         assert_eq!(sc.masked_paths.first().map(String::as_str), Some("/proc/asound"));
         assert_eq!(sc.namespace_options.unwrap().pid, NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn resource_field_refs_in_env_give_the_containers_own_resources_by_default() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    \
+             resources: {limits: {cpu: 500m, memory: 64Mi}}\n    env:\n    \
+             - {name: CPU_M, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}\n    \
+             - {name: CPU, valueFrom: {resourceFieldRef: {resource: requests.cpu}}}\n    \
+             - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1Mi}}}\n    \
+             - {name: SIDE_MEM, valueFrom: {resourceFieldRef: {containerName: side, resource: requests.memory}}}\n  \
+             - name: side\n    image: i\n    resources: {requests: {memory: 1Ki}}\n",
+        );
+        let env = environment_of(&p, "n", &p.spec().containers[0], "", "192.0.2.7");
+        let value = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(value("CPU_M"), Some("500"));
+        assert_eq!(value("CPU"), Some("1"), "requests default to limits; 0.5 cores rounds up to 1");
+        assert_eq!(value("MEM_MI"), Some("64"));
+        assert_eq!(value("SIDE_MEM"), Some("1024"), "another container's, when named");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::{
     api::core::v1::{
-        Container, DownwardAPIVolumeFile, Pod, PodSecurityContext, PodSpec, SecurityContext, Volume, VolumeMount,
+        Container, DownwardAPIVolumeFile, Pod, PodSecurityContext, PodSpec, ResourceFieldSelector, SecurityContext,
+        Volume, VolumeMount,
     },
     apimachinery::pkg::api::resource::Quantity as Written,
 };
@@ -180,7 +181,7 @@ fn pod_problems(pod: &Pod) -> Vec<FieldError> {
         if !container_names.insert(container.name.as_str()) {
             err(format!("{field}.name"), format!("duplicate container name {:?}", container.name));
         }
-        let problems = container_problems(container, &volume_names);
+        let problems = container_problems(container, &volume_names, &all_containers);
         let init_problems = if is_init { init_container_problems(container) } else { vec![] };
         for (f, m) in problems.into_iter().chain(init_problems) {
             err(format!("{field}.{f}"), m);
@@ -339,30 +340,7 @@ fn downward_problems<'a>(
                 }
             }
             (None, Some(r)) => {
-                if !volumes::RESOURCE_FIELDS.contains(&r.resource.as_str()) {
-                    out.push((
-                        format!("{at}.resourceFieldRef.resource"),
-                        format!(
-                            "{:?} is not supported (supported: {})",
-                            r.resource,
-                            volumes::RESOURCE_FIELDS.join(", ")
-                        ),
-                    ));
-                }
-                match r.container_name.as_deref() {
-                    None | Some("") => out.push((format!("{at}.resourceFieldRef.containerName"), "required".into())),
-                    Some(name) if !containers.contains(name) => out
-                        .push((format!("{at}.resourceFieldRef.containerName"), format!("no container named {name:?}"))),
-                    Some(_) => {}
-                }
-                if let Some(d) = &r.divisor
-                    && Quantity::parse(&d.0).map_or(true, |q| !q.is_positive())
-                {
-                    out.push((
-                        format!("{at}.resourceFieldRef.divisor"),
-                        format!("{:?} must be a positive quantity", d.0),
-                    ));
-                }
+                out.extend(resource_field_problems(r, &format!("{at}.resourceFieldRef"), containers, true))
             }
             _ => out.push((at, "exactly one of fieldRef and resourceFieldRef is required".into())),
         }
@@ -370,7 +348,41 @@ fn downward_problems<'a>(
     out
 }
 
-fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(String, String)> {
+/// A resourceFieldRef, in a downwardAPI volume (which must name its container) or in an env
+/// var (which defaults to its own).
+fn resource_field_problems(
+    r: &ResourceFieldSelector,
+    at: &str,
+    containers: &HashSet<&str>,
+    name_required: bool,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if !volumes::RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+        out.push((
+            format!("{at}.resource"),
+            format!("{:?} is not supported (supported: {})", r.resource, volumes::RESOURCE_FIELDS.join(", ")),
+        ));
+    }
+    match r.container_name.as_deref() {
+        None | Some("") if name_required => out.push((format!("{at}.containerName"), "required".into())),
+        Some(name) if !name.is_empty() && !containers.contains(name) => {
+            out.push((format!("{at}.containerName"), format!("no container named {name:?}")))
+        }
+        _ => {}
+    }
+    if let Some(d) = &r.divisor
+        && Quantity::parse(&d.0).map_or(true, |q| !q.is_positive())
+    {
+        out.push((format!("{at}.divisor"), format!("{:?} must be a positive quantity", d.0)));
+    }
+    out
+}
+
+fn container_problems(
+    container: &Container,
+    volumes: &HashSet<&str>,
+    containers: &HashSet<&str>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(problem) = dns_label_problem(&container.name) {
         out.push(("name".into(), format!("{:?} {problem}", container.name)));
@@ -422,8 +434,10 @@ fn container_problems(container: &Container, volumes: &HashSet<&str>) -> Vec<(St
                     ),
                 ));
             }
+        } else if let Some(r) = &from.resource_field_ref {
+            out.extend(resource_field_problems(r, &format!("{field}.resourceFieldRef"), containers, false));
         } else {
-            out.push((field, "only fieldRef is supported".into()));
+            out.push((field, "one of value, fieldRef and resourceFieldRef is required".into()));
         }
     }
     for (j, env_from) in container.env_from.iter().flatten().enumerate() {

@@ -125,7 +125,7 @@ impl KubeadmNode {
     /// KubeletConfiguration, its last document.
     pub fn init_with_kubelet_config(&self, extra: &str) -> (bool, String, Duration) {
         let mut config = std::fs::read_to_string(&self.env["STATICLET_KADM_CONFIG"]).unwrap();
-        let last_kind = config.lines().filter(|l| l.starts_with("kind: ")).last();
+        let last_kind = config.lines().rfind(|l| l.starts_with("kind: "));
         assert_eq!(last_kind, Some("kind: KubeletConfiguration"), "the template ends with the kubelet's document");
         config.push_str(extra);
         let path = self.host_path("/etc/kubernetes/staticlet-test-kubeadm.yaml");
