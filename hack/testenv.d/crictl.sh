@@ -45,8 +45,10 @@ ensure_crictl() {
 crictl_cmd() {
     local c
     c="$(find_crictl)" || return 1
+    # The endpoints as flags too: crictl lets $CONTAINER_RUNTIME_ENDPOINT (exported by `env`, so
+    # set in a shell that also runs the kubeadm node's instance) override its config file.
     if [[ -f "$DIR/crictl.yaml" ]]; then
-        "$c" --config "$DIR/crictl.yaml" "$@"
+        "$c" --config "$DIR/crictl.yaml" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" "$@"
     else
         "$c" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 30s "$@"
     fi
