@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::Config,
     cri::{Observer, Runtime, SharedCri},
+    logs,
     mirror::{self, MirrorProblems, MirrorSync},
     ops::{
         metrics::Metrics,
@@ -61,6 +62,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         runtime.clone(),
         config.node_name.clone(),
         Duration::from_secs(1),
+        shutdown.clone(),
+    ));
+
+    tracker.spawn(logs::rotate::run(
+        runtime.clone(),
+        observer.clone(),
+        logs::rotate::Settings::of(&config),
         shutdown.clone(),
     ));
 

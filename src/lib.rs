@@ -6,8 +6,8 @@
 //! decisions) -> `cri` (the only code that talks gRPC to the runtime, behind the `Cri` trait).
 //! Observed + desired -> `mirror` (the only code that talks to the API server: Node, Lease,
 //! mirror pods, events). `ops` serves the local view, health and metrics; `logs` reads container
-//! logs from disk; `config` is the settings table; `daemon` wires it all; `retry` holds the two
-//! habits every retry loop shares (doubling waits, failures logged once).
+//! logs from disk and rotates them; `config` is the settings table; `daemon` wires it all;
+//! `retry` holds the two habits every retry loop shares (doubling waits, failures logged once).
 
 pub mod config;
 pub mod cri;

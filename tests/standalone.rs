@@ -233,6 +233,78 @@ fn container_logs_are_cri_files_that_staticlet_logs_reads() {
     assert!(!ok && err.contains("no pod named \"nope\""), "{err}");
 }
 
+/// The number at the start of a CRI log line's content (`line <n> ...`).
+fn line_number(cri_line: &str) -> Option<u64> {
+    cri_line.splitn(4, ' ').nth(3)?.strip_prefix("line ")?.split(' ').next()?.parse().ok()
+}
+
+#[test]
+fn a_chatty_containers_log_is_rotated_kept_to_max_files_and_reopened() {
+    let _serial = serial();
+    let mut d = Daemon::new("rotate");
+    d.extra = ["--container-log-max-size=16Ki", "--container-log-max-files=3", "--container-log-monitor-interval=1s"]
+        .map(String::from)
+        .to_vec();
+    d.start();
+    // About 20 KiB a second, in bursts, forking only for the sleep.
+    let script = "pad=$(printf '%0200d' 0); i=0; while true; do for j in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 \
+                  19 20; do i=$((i+1)); echo \"line $i $pad\"; done; sleep 0.2; done";
+    d.write_manifest("chatty.yaml", &shell_pod("chatty", script, ""));
+    let pod = d.wait_for_running("chatty");
+    let dir = d.logs.join(format!("default_chatty-{}_{}", d.node, pod.uid)).join("main");
+    let current = dir.join("0.log");
+    let rotated = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            })
+            .unwrap_or_default();
+        names.retain(|n| n.starts_with("0.log."));
+        names.sort();
+        names
+    };
+    d.wait_until("a rotated file is gzipped (a second rotation)", Duration::from_secs(30), |_| {
+        rotated().iter().any(|n| n.ends_with(".gz"))
+    });
+    for name in rotated() {
+        let stamp = name.trim_start_matches("0.log.").trim_end_matches(".gz").trim_end_matches(".tmp");
+        assert!(jiff::fmt::strtime::parse("%Y%m%d-%H%M%S", stamp).is_ok(), "{name}");
+    }
+
+    // Rotations go on; the rotated files never number more than maxFiles - 1 (a file and its
+    // `.gz` are one while it is being compressed), and the file at the log path keeps growing.
+    let start = std::time::Instant::now();
+    let mut last = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 5 {
+        assert!(start.elapsed() < Duration::from_secs(60), "rotations go on: {seen:?}");
+        let names = rotated();
+        let stamps: std::collections::BTreeSet<&str> =
+            names.iter().map(|n| n.trim_end_matches(".tmp").trim_end_matches(".gz")).collect();
+        assert!(stamps.len() <= 2, "at most 2 rotated files with --container-log-max-files=3: {names:?}");
+        seen.extend(stamps.into_iter().map(String::from));
+        if let Some(n) = std::fs::read_to_string(&current).unwrap_or_default().lines().last().and_then(line_number) {
+            last = last.max(n);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The current file is the runtime's fresh one: it starts where the last rotated one ended,
+    // and it still receives the container's new lines.
+    let first = || std::fs::read_to_string(&current).unwrap_or_default().lines().next().and_then(line_number);
+    d.wait_until("0.log (just reopened, perhaps) has lines after line 1", Duration::from_secs(10), |_| {
+        first().is_some_and(|n| n > 1)
+    });
+    d.wait_until("the current log receives new lines", Duration::from_secs(10), |_| {
+        std::fs::read_to_string(&current).unwrap_or_default().lines().last().and_then(line_number) > Some(last)
+    });
+    // Between a rename and its reopen there is no 0.log for a moment: `logs` may miss it then.
+    d.wait_until("staticlet logs reads the current file", Duration::from_secs(10), |d| {
+        let (ok, out, _) = d.cli(&["logs", "chatty", "--tail", "1"]);
+        ok && out.starts_with("line ") && out.lines().count() == 1
+    });
+}
+
 #[test]
 fn directory_skips_leftovers_and_refuses_bad_files_with_named_errors() {
     let _serial = serial();

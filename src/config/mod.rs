@@ -194,6 +194,37 @@ settings! {
         default: "/var/log/pods",
         parse: plain,
     }
+    /// A running container's log file is rotated once it is this large, a quantity such as 10Mi
+    /// (default 10Mi); a negative size turns rotation off.
+    container_log_max_size: Option<u64> {
+        file "containerLogMaxSize": Option<String>,
+        flag "container-log-max-size": Option<String>,
+        default: "10Mi",
+        parse: log_max_size,
+    }
+    /// How many log files a container keeps, the one being written included; at least 2
+    /// (default 5).
+    container_log_max_files: usize {
+        file "containerLogMaxFiles": Option<i32>,
+        flag "container-log-max-files": Option<String>,
+        default: "5",
+        parse: count_of_at_least(2),
+    }
+    /// How many containers' logs are rotated at once; at least 1 (default 1).
+    container_log_max_workers: usize {
+        file "containerLogMaxWorkers": Option<i32>,
+        flag "container-log-max-workers": Option<String>,
+        default: "1",
+        parse: count_of_at_least(1),
+    }
+    /// How often container log sizes are checked, as a Go duration (default 10s).
+    container_log_monitor_interval: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "containerLogMonitorInterval": Option<String>,
+        flag "container-log-monitor-interval": Option<String>,
+        default: "10s",
+        parse: period,
+    }
     /// CRI endpoint of the container runtime (default unix:///run/containerd/containerd.sock).
     container_runtime_endpoint: String {
         file "containerRuntimeEndpoint": Option<String>,
@@ -415,6 +446,14 @@ impl Given for Option<u16> {
     }
 }
 
+/// A count in the file (kubelet's int32): handed over as text, as the flag gives it.
+impl Given for Option<i32> {
+    type Raw = String;
+    fn given(self) -> Result<Option<String>, String> {
+        Ok(self.map(|count| count.to_string()))
+    }
+}
+
 /// Labels in the file.
 impl Given for Option<BTreeMap<String, String>> {
     type Raw = BTreeMap<String, String>;
@@ -502,6 +541,22 @@ fn period(text: String) -> Result<Duration, String> {
     match go_duration(text.clone())? {
         Duration::ZERO => Err(format!("{text:?} must be more than 0")),
         period => Ok(period),
+    }
+}
+
+/// kubelet's `parseMaxSize`: a quantity in bytes; a negative one means no rotation (None).
+fn log_max_size(text: String) -> Result<Option<u64>, String> {
+    let quantity = crate::cri::resources::Quantity::parse(&text)
+        .map_err(|e| format!("{text:?} is not a quantity such as 10Mi: {e}"))?;
+    Ok((!quantity.is_negative()).then(|| quantity.value() as u64))
+}
+
+/// A count (kubelet's int32) of at least `min`, as kubelet's validation wants: containerLogMaxFiles
+/// more than 1 (the file being written and a rotated one), containerLogMaxWorkers at least 1.
+fn count_of_at_least(min: i32) -> impl Fn(String) -> Result<usize, String> {
+    move |text| match text.parse::<i32>() {
+        Ok(count) if count >= min => Ok(count as usize),
+        _ => Err(format!("{text:?} must be a whole number of at least {min}")),
     }
 }
 
@@ -702,6 +757,8 @@ mod tests {
         ("{b.example/y: '2', c: '3'}", "b.example/y=2,c=3"),
         ("[{key: a.example/t, effect: NoSchedule}]", "a.example/t:NoSchedule"),
         ("[{key: b, value: v, effect: NoExecute}]", "b=v:NoExecute"),
+        ("16Ki", "16Ki"),
+        ("1.5G", "1.5G"),
     ];
 
     /// The first two SAMPLES that `setting`'s file field accepts and that change the Config, each
@@ -827,6 +884,10 @@ mod tests {
         assert_eq!(config.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
         assert_eq!(config.root_dir, PathBuf::from("/var/lib/staticlet"));
         assert_eq!(config.status_address, SocketAddr::from(([127, 0, 0, 1], 10251)));
+        assert_eq!(config.container_log_max_size, Some(10 << 20));
+        assert_eq!(config.container_log_max_files, 5);
+        assert_eq!(config.container_log_max_workers, 1);
+        assert_eq!(config.container_log_monitor_interval, Duration::from_secs(10));
         assert_eq!((config.static_pod_path, config.static_pod_url, config.kubeconfig), (None, None, None));
     }
 
@@ -874,6 +935,23 @@ mod tests {
     #[test]
     fn hostname_override_is_kubelets_name_for_the_node_name() {
         assert_eq!(resolve("", flags(&["--hostname-override=node-k"])).unwrap().node_name, "node-k");
+    }
+
+    #[test]
+    fn container_log_rotation_settings_follow_kubelets_rules() {
+        let config = resolve("containerLogMaxSize: 16Ki\ncontainerLogMaxFiles: 2\n", Flags::default()).unwrap();
+        assert_eq!((config.container_log_max_size, config.container_log_max_files), (Some(16384), 2));
+        let off = resolve("", flags(&["--container-log-max-size=-1"])).unwrap();
+        assert_eq!(off.container_log_max_size, None, "a negative size turns rotation off");
+        for (yaml, field) in [
+            ("containerLogMaxFiles: 1\n", "containerLogMaxFiles:"),
+            ("containerLogMaxSize: big\n", "containerLogMaxSize:"),
+            ("containerLogMaxWorkers: 0\n", "containerLogMaxWorkers:"),
+            ("containerLogMonitorInterval: 0s\n", "containerLogMonitorInterval:"),
+        ] {
+            let err = resolve(yaml, Flags::default()).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -177,6 +177,11 @@ impl Cri for Runtime {
         })
     }
 
+    async fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+        let req = api::ReopenContainerLogRequest { container_id: id.into() };
+        call!(self, runtime, reopen_container_log, "ReopenContainerLog", req).map(drop)
+    }
+
     /// The host PID of the container's init process, from the verbose status (None if the runtime
     /// does not say).
     async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {

@@ -300,6 +300,16 @@ impl Cri for FakeCri {
         })
     }
 
+    /// Like containerd: a container that is not running has no log to reopen.
+    async fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+        let state = self.call("ReopenContainerLog", id)?;
+        let c = state.containers.iter().find(|c| c.id == id).ok_or_else(|| not_found("ReopenContainerLog", id))?;
+        if c.state != api::ContainerState::ContainerRunning as i32 {
+            return Err(rpc_error("ReopenContainerLog", tonic::Code::FailedPrecondition, "container is not running"));
+        }
+        Ok(())
+    }
+
     async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError> {
         drop(self.call("ContainerStatus", id)?);
         Ok(None)

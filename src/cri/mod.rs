@@ -60,6 +60,9 @@ pub trait Cri: Send + Sync {
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError>;
     async fn remove_container(&self, id: &str) -> Result<(), CriError>;
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError>;
+    /// Makes the runtime open the container's log file again, by its path: after the file was
+    /// renamed away (log rotation), the container's output goes to a fresh file.
+    async fn reopen_container_log(&self, id: &str) -> Result<(), CriError>;
     /// The host PID of the container's init process (None if the runtime does not say).
     async fn container_pid(&self, id: &str) -> Result<Option<i32>, CriError>;
     /// Runs `cmd` in the container and waits for it (at most `timeout`): (exit code, output).

@@ -1,6 +1,10 @@
 //! `staticlet logs`: container logs straight from the CRI log files, no daemon or API server
 //! needed. Files are `<podLogsDir>/<ns>_<pod>_<uid>/<container>/<restartCount>.log`, lines
 //! `<RFC3339Nano> <stdout|stderr> <F|P> <content>`; `P` marks a partial line continued by the next.
+//! Rotated files (`<restartCount>.log.<timestamp>[.gz]`, `rotate`) are not read: the current file
+//! is the one being written, and `--previous` is the previous restart's.
+
+pub mod rotate;
 
 use std::{
     io::{BufRead, BufReader, Seek, SeekFrom, Write},
@@ -156,13 +160,23 @@ pub fn stream(path: &Path, req: &LogRequest, out: &mut impl Write) -> Result<(),
         let next =
             find_log(current.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("/")), req)
                 .ok()
-                .filter(|p| p != &current);
+                .filter(|p| p != &current || rotated(reader.get_ref(), p));
         if let Some(next) = next {
             current = next;
             reader = BufReader::new(std::fs::File::open(&current).map_err(io)?);
             continue;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether `path` is now another file than the one being read: the log was rotated (renamed
+/// away, and the runtime writes to a new file at the path).
+fn rotated(open: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(now)) => (open.dev(), open.ino()) != (now.dev(), now.ino()),
+        _ => false,
     }
 }
 
@@ -193,12 +207,29 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_file_renamed_away_and_replaced_counts_as_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "a\n").unwrap();
+        let open = std::fs::File::open(&path).unwrap();
+        assert!(!rotated(&open, &path));
+        std::fs::rename(&path, dir.path().join("0.log.20260101-000000")).unwrap();
+        assert!(!rotated(&open, &path), "not yet reopened: wait");
+        std::fs::write(&path, "b\n").unwrap();
+        assert!(rotated(&open, &path));
+    }
+
+    #[test]
     fn newest_pod_dir_and_restart_are_chosen_and_previous_is_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
         let c = dir.path().join("default_web-node1_uid1/httpd");
         std::fs::create_dir_all(&c).unwrap();
         for n in [0, 1, 2, 10] {
             std::fs::write(c.join(format!("{n}.log")), "").unwrap();
+        }
+        // Rotated files of the current restart are neither current nor previous.
+        for rotated in ["10.log.20260101-000000.gz", "10.log.20260101-000001", "10.log.20260101-000002.tmp"] {
+            std::fs::write(c.join(rotated), "").unwrap();
         }
         let mut req = LogRequest {
             pod: "web".into(),
