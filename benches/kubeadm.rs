@@ -20,7 +20,7 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use common::kubeadm_node::{Agent, KubeadmNode};
+use common::kubeadm_node::{Agent, KubeadmNode, cmdline};
 use report::{KUBELET, Report, STATICLET};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -87,20 +87,11 @@ fn time_until(limit: Duration, mut check: impl FnMut() -> bool) -> Result<Durati
     Err(format!("not within {limit:?}"))
 }
 
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
 /// Adds `flag` to a component's command in its manifest; returns when the new process with it
 /// answers `url` with ok.
 fn edit(node: &KubeadmNode, component: &str, flag: &str, url: &str) -> Result<Duration, String> {
-    let path = format!("/etc/kubernetes/manifests/{component}.yaml");
-    let old = node.read(&path);
-    let command = format!("    - {component}\n");
     let t0 = Instant::now();
-    node.write_manifest(&path, &old.replacen(&command, &format!("{command}    - {flag}\n"), 1));
+    node.add_flag(component, flag);
     time_until(Duration::from_secs(180), || {
         node.process(component).is_some_and(|p| cmdline(p).contains(flag)) && curl_ok(node, url)
     })

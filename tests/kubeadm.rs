@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    kubeadm_node::{Agent, KubeadmNode},
+    kubeadm_node::{Agent, KubeadmNode, cmdline},
     serial,
 };
 use serde_json::Value;
@@ -48,22 +48,6 @@ fn wait_all_ready(node: &KubeadmNode) {
 
 fn readyz(node: &KubeadmNode) -> bool {
     node.kubectl(&["get", "--raw", "/readyz"]).1.trim() == "ok"
-}
-
-/// The process's command line, its arguments separated by spaces.
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// Adds `flag` after the component's command in its manifest, as an upgrade edits a flag.
-fn add_flag(node: &KubeadmNode, component: &str, flag: &str) {
-    let path = manifest(component);
-    let old = node.read(&path);
-    let command = format!("    - {component}\n");
-    assert!(old.contains(&command), "{path} starts its command with {component}:\n{old}");
-    node.write_manifest(&path, &old.replacen(&command, &format!("{command}    - {flag}\n"), 1));
 }
 
 /// staticlet's metrics, from inside the node (its status API is on the node's loopback).
@@ -227,7 +211,7 @@ fn the_control_plane_lives_under_staticlet() {
 
     // A flag of kube-apiserver edited, as an upgrade would: the new version serves, the mirror shows it.
     let old = pid(&node, "kube-apiserver").unwrap();
-    add_flag(&node, "kube-apiserver", "--event-ttl=2h0m0s");
+    node.add_flag("kube-apiserver", "--event-ttl=2h0m0s");
     node.wait_until("the edited kube-apiserver serves", Duration::from_secs(120), |n| {
         pid(n, "kube-apiserver").is_some_and(|p| p != old && cmdline(p).contains("--event-ttl=2h0m0s")) && readyz(n)
     });
@@ -240,7 +224,7 @@ fn the_control_plane_lives_under_staticlet() {
     // (kubelet stalls ~30 s here on a synchronous mirror delete, kubernetes#139502).
     let old = pid(&node, "etcd").unwrap();
     let t0 = Instant::now();
-    add_flag(&node, "etcd", "--log-level=info");
+    node.add_flag("etcd", "--log-level=info");
     node.wait_until("the edited etcd runs and the API server is ready on it", Duration::from_secs(120), |n| {
         pid(n, "etcd").is_some_and(|p| p != old && cmdline(p).contains("--log-level=info")) && readyz(n)
     });
@@ -253,7 +237,7 @@ fn the_control_plane_lives_under_staticlet() {
     std::fs::rename(node.host_path(&manifest("kube-apiserver")), &parked).unwrap();
     node.wait_until("kube-apiserver is stopped", Duration::from_secs(60), |n| pid(n, "kube-apiserver").is_none());
     let old_cm = pid(&node, "kube-controller-manager").unwrap();
-    add_flag(&node, "kube-controller-manager", "--concurrent-gc-syncs=21");
+    node.add_flag("kube-controller-manager", "--concurrent-gc-syncs=21");
     node.wait_until("the edited controller manager runs without an API server", Duration::from_secs(60), |n| {
         pid(n, "kube-controller-manager")
             .is_some_and(|p| p != old_cm && cmdline(p).contains("--concurrent-gc-syncs=21"))

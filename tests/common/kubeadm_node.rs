@@ -268,9 +268,25 @@ impl KubeadmNode {
         std::fs::rename(&tmp, &path).unwrap();
     }
 
+    /// Adds `flag` after the component's command in its manifest, as an upgrade edits a flag.
+    pub fn add_flag(&self, component: &str, flag: &str) {
+        let path = format!("/etc/kubernetes/manifests/{component}.yaml");
+        let old = self.read(&path);
+        let command = format!("    - {component}\n");
+        assert!(old.contains(&command), "{path} starts its command with {component}:\n{old}");
+        self.write_manifest(&path, &old.replacen(&command, &format!("{command}    - {flag}\n"), 1));
+    }
+
     pub fn read(&self, node_path: &str) -> String {
         std::fs::read_to_string(self.host_path(node_path)).unwrap()
     }
+}
+
+/// A process's command line, its arguments separated by spaces.
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 impl Drop for KubeadmNode {
