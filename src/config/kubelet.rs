@@ -33,21 +33,21 @@ pub enum Class {
 
 use Class::{Checked, Honoured, NotApplicable, NotYet};
 
-const NODE_API: &str = "no kubelet API on :10250 yet (kubectl logs/exec/port-forward go unanswered)";
+const NODE_API: &str = "the kubelet API serves logs, exec, attach, port-forward, pods, stats and metrics only";
 const NO_EVICTION: &str = "static pods are never evicted: kubelet does not evict them either";
 const NO_IMAGE_GC: &str = "no image garbage collection: images are the runtime's and the admin's";
 const ONE_SHOT: &str = "fixed at kubelet's default";
 const NO_API_WORKLOADS: &str = "no pods come from the API server, so there is nothing to admit, schedule or size";
 const RESOURCE_MANAGERS: &str = "no CPU, memory or topology manager: containers get the CFS shares and quota of \
                                  their requests and limits, as with kubelet's `none` policies";
-const CONTROL_PLANE_CERTS: &str = "no serving certificate: the kubelet API is not served yet";
+const CONTROL_PLANE_CERTS: &str = "rustls's safe defaults: TLS 1.2 and 1.3 with its cipher suites";
 const CGROUP_DRIVER: &str = "must be cgroupfs (or unset): staticlet lays pod cgroups out with it, so the runtime's \
                              runc must use it too (containerd: SystemdCgroup = false); systemd is not supported yet";
 const NO_VOLUME_PLUGINS: &str = "no volume plugins: static pods use hostPath, emptyDir and downwardAPI volumes";
 
 /// Every field of KubeletConfiguration v1beta1 at Kubernetes v1.35, in the Go type's order.
 pub const FIELDS: &[(&str, Class)] = &[
-    ("enableServer", NotYet(NODE_API)),
+    ("enableServer", NotYet("the kubelet API is served unless port is 0")),
     ("staticPodPath", Honoured),
     ("podLogsDir", Honoured),
     ("syncFrequency", NotApplicable("each pod's supervisor reacts to its own events; there is no periodic sync")),
@@ -55,17 +55,17 @@ pub const FIELDS: &[(&str, Class)] = &[
     ("httpCheckFrequency", Honoured),
     ("staticPodURL", Honoured),
     ("staticPodURLHeader", Honoured),
-    ("address", NotYet(NODE_API)),
-    ("port", NotYet(NODE_API)),
-    ("readOnlyPort", NotYet(NODE_API)),
-    ("tlsCertFile", NotYet(CONTROL_PLANE_CERTS)),
-    ("tlsPrivateKeyFile", NotYet(CONTROL_PLANE_CERTS)),
+    ("address", Honoured),
+    ("port", Honoured),
+    ("readOnlyPort", NotYet("no read-only port: every kubelet API request is authenticated")),
+    ("tlsCertFile", Honoured),
+    ("tlsPrivateKeyFile", Honoured),
     ("tlsCipherSuites", NotYet(CONTROL_PLANE_CERTS)),
     ("tlsMinVersion", NotYet(CONTROL_PLANE_CERTS)),
     ("rotateCertificates", NotYet("the client certificate in --kubeconfig is used as it is, never rotated")),
-    ("serverTLSBootstrap", NotYet(CONTROL_PLANE_CERTS)),
-    ("authentication", NotYet(NODE_API)),
-    ("authorization", NotYet(NODE_API)),
+    ("serverTLSBootstrap", NotYet("the kubelet API serves tlsCertFile, or a self-signed certificate")),
+    ("authentication", Honoured),
+    ("authorization", Honoured),
     ("registryPullQPS", NotApplicable("image pulls are the runtime's, one per missing image")),
     ("registryBurst", NotApplicable("image pulls are the runtime's, one per missing image")),
     ("imagePullCredentialsVerificationPolicy", NotApplicable("static pods have no image pull secrets")),
@@ -89,7 +89,7 @@ pub const FIELDS: &[(&str, Class)] = &[
             "no cluster DNS reaches a static-pods-only node (no kube-proxy): ClusterFirst pods get the node's resolv.conf",
         ),
     ),
-    ("streamingConnectionIdleTimeout", NotYet(NODE_API)),
+    ("streamingConnectionIdleTimeout", NotYet("exec, attach and port-forward sessions are the runtime's: containerd's stream idle timeout applies")),
     ("nodeStatusUpdateFrequency", NotYet(ONE_SHOT)),
     ("nodeStatusReportFrequency", NotYet(ONE_SHOT)),
     ("nodeLeaseDurationSeconds", NotYet(ONE_SHOT)),
@@ -212,6 +212,7 @@ pub fn read(path: &str, mut document: Map<String, Value>) -> Result<Loaded, Conf
             unused.push(Unused { field, why });
         }
     }
+    super::flatten_nested(&mut document);
     drop_zero_durations(&mut document);
     let file: ConfigFile = serde_json::from_value(Value::Object(document))
         .map_err(|e| ConfigError::Parse { path: path.into(), message: format!("{e} (a {KIND} field?)") })?;
@@ -230,7 +231,14 @@ fn check(path: &str, field: &str, rule: &str, value: Option<Value>) -> Result<()
 }
 
 /// kubelet's defaulting turns these zero durations into the default (kubeadm writes `0s`).
-const ZERO_MEANS_DEFAULT: &[&str] = &["fileCheckFrequency", "httpCheckFrequency", "runtimeRequestTimeout"];
+const ZERO_MEANS_DEFAULT: &[&str] = &[
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "runtimeRequestTimeout",
+    "authentication.webhook.cacheTTL",
+    "authorization.webhook.cacheAuthorizedTTL",
+    "authorization.webhook.cacheUnauthorizedTTL",
+];
 
 fn drop_zero_durations(document: &mut Map<String, Value>) {
     for field in ZERO_MEANS_DEFAULT {
@@ -263,8 +271,11 @@ mod tests {
         assert_eq!(loaded.file.healthz_port, Some(10248));
         assert_eq!(loaded.file.file_check_frequency, None, "0s is kubelet's default");
         let unused: Vec<&str> = loaded.unused.iter().map(|u| u.field).collect();
-        assert!(unused.contains(&"authentication") && unused.contains(&"rotateCertificates"), "{unused:?}");
+        assert!(unused.contains(&"clusterDNS") && unused.contains(&"rotateCertificates"), "{unused:?}");
         assert!(!unused.contains(&"staticPodPath"), "{unused:?}");
+        assert_eq!(loaded.file.client_ca_file.as_deref(), Some("/etc/kubernetes/pki/ca.crt"), "nested fields are read");
+        assert_eq!(loaded.file.anonymous_auth, Some(false));
+        assert_eq!(loaded.file.authorization_mode.as_deref(), Some("Webhook"));
     }
 
     #[test]
@@ -290,7 +301,7 @@ mod tests {
     #[test]
     fn honoured_fields_are_exactly_the_settings_with_a_kubelet_name() {
         for &(field, class) in FIELDS {
-            let setting = SETTINGS.iter().any(|s| s.file == field);
+            let setting = SETTINGS.iter().any(|s| s.file == field || s.file.starts_with(&format!("{field}.")));
             assert_eq!(class == Honoured, setting, "{field}: Honoured iff the settings table reads it");
         }
     }

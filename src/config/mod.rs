@@ -294,6 +294,85 @@ settings! {
         default: "10248",
         parse: port,
     }
+    /// Address the kubelet API listens on (default 0.0.0.0, every address): what the API server
+    /// calls for kubectl logs, exec, attach, port-forward, and metrics-server scrapes.
+    address: IpAddr {
+        file "address": Option<String>,
+        flag "address": Option<String>,
+        default: "0.0.0.0",
+        parse: ip_address,
+    }
+    /// Port of the kubelet API, HTTPS, advertised in the Node's daemonEndpoints; 0 turns it off
+    /// (default 10250).
+    port: u16 {
+        file "port": Option<u16>,
+        flag "port": Option<String>,
+        default: "10250",
+        parse: port,
+    }
+    /// PEM certificate (chain) the kubelet API serves. Without it, a self-signed one serves until
+    /// a kubelet-serving CSR is signed (serverTLSBootstrap).
+    tls_cert_file: Option<PathBuf> {
+        file "tlsCertFile": Option<String>,
+        flag "tls-cert-file": Option<String>,
+        parse: plain,
+    }
+    /// PEM private key of tlsCertFile.
+    tls_private_key_file: Option<PathBuf> {
+        file "tlsPrivateKeyFile": Option<String>,
+        flag "tls-private-key-file": Option<String>,
+        parse: plain,
+    }
+    /// CA bundle that client certificates of kubelet API callers are checked against; their
+    /// user is the certificate's CN, their groups its O (kubelet: authentication.x509.clientCAFile).
+    client_ca_file: Option<PathBuf> {
+        file "authentication.x509.clientCAFile": Option<String>,
+        flag "client-ca-file": Option<String>,
+        parse: plain,
+    }
+    /// Whether bearer tokens are checked with a TokenReview (default true).
+    authentication_token_webhook: Option<bool> {
+        file "authentication.webhook.enabled": Option<bool>,
+        flag "authentication-token-webhook": Option<String>,
+        parse: boolean,
+    }
+    /// How long a TokenReview's answer is kept, as a Go duration (default 2m).
+    authentication_token_webhook_cache_ttl: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "authentication.webhook.cacheTTL": Option<String>,
+        flag "authentication-token-webhook-cache-ttl": Option<String>,
+        default: "2m",
+        parse: go_duration,
+    }
+    /// Whether a request with no client certificate and no token is let through as
+    /// system:anonymous, to be authorized like any other (default false).
+    anonymous_auth: Option<bool> {
+        file "authentication.anonymous.enabled": Option<bool>,
+        flag "anonymous-auth": Option<String>,
+        parse: boolean,
+    }
+    /// Webhook (a SubjectAccessReview per request, cached; the default) or AlwaysAllow.
+    authorization_mode: Option<AuthorizationMode> {
+        file "authorization.mode": Option<String>,
+        flag "authorization-mode": Option<String>,
+        parse: authorization_mode,
+    }
+    /// How long an allowed SubjectAccessReview is kept, as a Go duration (default 5m).
+    authorization_webhook_cache_authorized_ttl: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "authorization.webhook.cacheAuthorizedTTL": Option<String>,
+        flag "authorization-webhook-cache-authorized-ttl": Option<String>,
+        default: "5m",
+        parse: go_duration,
+    }
+    /// How long a denied SubjectAccessReview is kept, as a Go duration (default 30s).
+    authorization_webhook_cache_unauthorized_ttl: Duration {
+        #[schemars(regex(pattern = GO_DURATION))]
+        file "authorization.webhook.cacheUnauthorizedTTL": Option<String>,
+        flag "authorization-webhook-cache-unauthorized-ttl": Option<String>,
+        default: "30s",
+        parse: go_duration,
+    }
     /// Labels the Node is registered with, `key=value[,key=value]`; kubelet's rules: no label in
     /// the kubernetes.io or k8s.io namespaces but those a node may set on itself.
     node_labels: BTreeMap<String, String> {
@@ -446,6 +525,14 @@ impl Given for Option<u16> {
     }
 }
 
+/// A boolean in the file: handed over as text, as the flag gives it.
+impl Given for Option<bool> {
+    type Raw = String;
+    fn given(self) -> Result<Option<String>, String> {
+        Ok(self.map(|b| b.to_string()))
+    }
+}
+
 /// A count in the file (kubelet's int32): handed over as text, as the flag gives it.
 impl Given for Option<i32> {
     type Raw = String;
@@ -560,6 +647,32 @@ fn count_of_at_least(min: i32) -> impl Fn(String) -> Result<usize, String> {
     }
 }
 
+/// Go's strconv.ParseBool, which kubelet's boolean flags use.
+fn boolean(text: String) -> Result<bool, String> {
+    match text.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not true or false")),
+    }
+}
+
+/// How kubelet API requests are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// A SubjectAccessReview to the API server per request (cached).
+    Webhook,
+    /// Every authenticated request is allowed.
+    AlwaysAllow,
+}
+
+fn authorization_mode(text: String) -> Result<AuthorizationMode, String> {
+    match text.as_str() {
+        "Webhook" => Ok(AuthorizationMode::Webhook),
+        "AlwaysAllow" => Ok(AuthorizationMode::AlwaysAllow),
+        _ => Err(format!("{text:?} is not Webhook or AlwaysAllow")),
+    }
+}
+
 fn ip_address(text: String) -> Result<IpAddr, String> {
     text.parse().map_err(|_| format!("{text:?} is not an IP address such as 127.0.0.1"))
 }
@@ -658,9 +771,15 @@ impl ConfigFile {
             let first = message.lines().next().unwrap_or_default().trim();
             ConfigError::Parse { path: path.into(), message: format!("{at}{first}") }
         };
-        let document: serde_json::Map<String, serde_json::Value> = serde_saphyr::from_str(text).map_err(located)?;
+        let mut document: serde_json::Map<String, serde_json::Value> =
+            serde_saphyr::from_str(text).map_err(located)?;
         if kubelet::is_kubelet_configuration(path, &document)? {
             return kubelet::read(path, document);
+        }
+        if flatten_nested(&mut document) {
+            let file = serde_json::from_value(serde_json::Value::Object(document))
+                .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+            return Ok(Loaded { file, unused: Vec::new() });
         }
         let file = serde_saphyr::from_str(text).map_err(located)?;
         Ok(Loaded { file, unused: Vec::new() })
@@ -671,6 +790,34 @@ impl ConfigFile {
         let schema = schemars::schema_for!(ConfigFile);
         serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
     }
+}
+
+/// KubeletConfiguration's nested objects whose leaves are settings of their own.
+const NESTED: &[&str] = &["authentication", "authorization"];
+
+/// Turns `authentication: {x509: {clientCAFile: F}}` into `authentication.x509.clientCAFile: F`,
+/// the settings table's name for that leaf, so that each leaf has its own flag like any other
+/// setting. Says whether there was anything to flatten.
+pub(crate) fn flatten_nested(document: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+    fn leaves(prefix: String, value: serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    leaves(format!("{prefix}.{name}"), value, out);
+                }
+            }
+            leaf => out.push((prefix, leaf)),
+        }
+    }
+    let mut flat = Vec::new();
+    for root in NESTED {
+        if let Some(value) = document.remove(*root) {
+            leaves((*root).to_owned(), value, &mut flat);
+        }
+    }
+    let any = !flat.is_empty();
+    document.extend(flat);
+    any
 }
 
 /// kubelet's `--manifest-url-header 'a:x,b:y'`: comma-separated `name:value` pairs.
@@ -759,6 +906,10 @@ mod tests {
         ("[{key: b, value: v, effect: NoExecute}]", "b=v:NoExecute"),
         ("16Ki", "16Ki"),
         ("1.5G", "1.5G"),
+        ("true", "true"),
+        ("false", "false"),
+        ("AlwaysAllow", "AlwaysAllow"),
+        ("Webhook", "Webhook"),
     ];
 
     /// The first two SAMPLES that `setting`'s file field accepts and that change the Config, each
