@@ -5,7 +5,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Cri, ExecResult, resources::CgroupDriver};
+use super::{Cri, ExecResult, StreamRequest, resources::CgroupDriver};
 
 /// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
 /// image is missing" read differently in the log.
@@ -213,6 +213,36 @@ impl Cri for Runtime {
         let mut output = String::from_utf8_lossy(&r.stdout).into_owned();
         output.push_str(&String::from_utf8_lossy(&r.stderr));
         Ok(ExecResult { exit_code: r.exit_code, output })
+    }
+
+    async fn streaming_url(&self, request: StreamRequest) -> Result<String, CriError> {
+        Ok(match request {
+            StreamRequest::Exec { container_id, command, streams } => {
+                let req = api::ExecRequest {
+                    container_id,
+                    cmd: command,
+                    tty: streams.tty,
+                    stdin: streams.stdin,
+                    stdout: streams.stdout,
+                    stderr: streams.stderr,
+                };
+                call!(self, runtime, exec, "Exec", req)?.url
+            }
+            StreamRequest::Attach { container_id, streams } => {
+                let req = api::AttachRequest {
+                    container_id,
+                    stdin: streams.stdin,
+                    tty: streams.tty,
+                    stdout: streams.stdout,
+                    stderr: streams.stderr,
+                };
+                call!(self, runtime, attach, "Attach", req)?.url
+            }
+            StreamRequest::PortForward { sandbox_id, ports } => {
+                let req = api::PortForwardRequest { pod_sandbox_id: sandbox_id, port: ports };
+                call!(self, runtime, port_forward, "PortForward", req)?.url
+            }
+        })
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Cri, CriError, ExecResult, api, resources::CgroupDriver};
+use super::{Cri, CriError, ExecResult, StreamRequest, api, resources::CgroupDriver};
 
 #[derive(Default)]
 struct State {
@@ -321,6 +321,16 @@ impl Cri for FakeCri {
             return Err(not_found("ExecSync", id));
         }
         Ok(state.exec_results.get(id).cloned().unwrap_or(ExecResult { exit_code: 0, output: String::new() }))
+    }
+
+    async fn streaming_url(&self, request: StreamRequest) -> Result<String, CriError> {
+        let (rpc, id) = match &request {
+            StreamRequest::Exec { container_id, .. } => ("Exec", container_id),
+            StreamRequest::Attach { container_id, .. } => ("Attach", container_id),
+            StreamRequest::PortForward { sandbox_id, .. } => ("PortForward", sandbox_id),
+        };
+        let _state = self.call(rpc, id)?;
+        Ok(format!("http://127.0.0.1:1/{}/{id}", rpc.to_lowercase()))
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError> {

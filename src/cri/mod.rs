@@ -68,6 +68,9 @@ pub trait Cri: Send + Sync {
     /// Runs `cmd` in the container and waits for it (at most `timeout`): (exit code, output).
     /// Probes and exec hooks use it.
     async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecResult, CriError>;
+    /// The runtime's streaming URL for one exec, attach or port-forward session (CRI Exec,
+    /// Attach, PortForward): the kubelet API proxies the caller's upgraded connection to it.
+    async fn streaming_url(&self, request: StreamRequest) -> Result<String, CriError>;
     /// The image's ID if the runtime has it.
     async fn image_id(&self, image: &str) -> Result<Option<String>, CriError>;
     async fn pull_image(&self, image: &str, sandbox: api::PodSandboxConfig) -> Result<String, CriError>;
@@ -77,6 +80,24 @@ pub trait Cri: Send + Sync {
     /// runtime has it (containerd 2.x), else containerd's own config from verbose `Status`
     /// (1.6, 1.7); None when neither says.
     async fn cgroup_driver(&self) -> Result<Option<resources::CgroupDriver>, CriError>;
+}
+
+/// A streaming session to ask the runtime for (kubelet's query names in the comments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRequest {
+    Exec { container_id: String, command: Vec<String>, streams: Streams },
+    Attach { container_id: String, streams: Streams },
+    /// Ports come from the session's own streams (SPDY) or the `ports` query (WebSocket).
+    PortForward { sandbox_id: String, ports: Vec<i32> },
+}
+
+/// Which streams a session has: `input`, `output`, `error`, `tty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
 }
 
 /// What an ExecSync ended with.
