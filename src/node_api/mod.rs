@@ -2,3 +2,5 @@
 //! `kubectl logs`, `exec`, `attach`, `port-forward`, and what metrics-server scrapes.
 
 pub mod tls;
+pub mod authn;
+pub mod authz;
