@@ -4,3 +4,4 @@
 pub mod tls;
 pub mod authn;
 pub mod authz;
+pub mod logs;
