@@ -9,10 +9,11 @@ use anyhow::Context as _;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::Config,
+    config::{AuthorizationMode, Config},
     cri::{Observer, Runtime, SharedCri},
     logs,
     mirror::{self, MirrorProblems, MirrorSync},
+    node_api::{self, NodeApi, authn, authz, tls},
     ops::{
         metrics::Metrics,
         readiness::{Latch, Readiness},
@@ -55,6 +56,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Some((listener, address))
         }
     };
+    // Webhook authorization asks the API server; with none, no request could be allowed.
+    let no_authorizer = config.kubeconfig.is_none() && config.authorization_mode != Some(AuthorizationMode::AlwaysAllow);
+    let kubelet_api = match config.port {
+        0 => None,
+        _ if no_authorizer => {
+            tracing::info!("kubelet API off: Webhook authorization needs --kubeconfig (or authorization mode AlwaysAllow)");
+            None
+        }
+        port => {
+            let address = std::net::SocketAddr::new(config.address, port);
+            let listener = server::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on the kubelet API's address:port {address}"))?;
+            Some((listener, address))
+        }
+    };
     let observer = Observer::new();
     let metrics = Arc::new(Metrics::new());
     let views = Views::default();
@@ -76,6 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let node_ip = config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip);
     let problems = MirrorProblems::default();
     let mut events = Default::default();
+    let mut client = None;
     if let Some(kubeconfig) = &config.kubeconfig {
         check_kubeconfig(kubeconfig, config.bootstrap_kubeconfig.as_deref())?;
         let (sender, receiver) = Events::channel();
@@ -91,8 +109,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             runtime_version,
             labels: config.node_labels.clone(),
             taints: config.register_with_taints.clone(),
+            kubelet_port: config.port,
         };
         let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
+        client = Some(sync.client());
         tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
         tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
     }
@@ -100,7 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         runtime: runtime.clone(),
         observer: observer.clone(),
         node: config.node_name.clone(),
-        node_ip,
+        node_ip: node_ip.clone(),
         pod_logs_dir: config.pod_logs_dir.clone(),
         root_dir: config.root_dir.clone(),
         views: views.clone(),
@@ -108,6 +128,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         events,
     });
     tracker.spawn(Manager::new(ctx, tracker.clone(), shutdown.clone()).run(desired.clone()));
+    if let Some((listener, address)) = kubelet_api {
+        let api = NodeApi {
+            node: config.node_name.clone(),
+            node_ip: node_ip.clone(),
+            runtime: runtime.clone(),
+            observer: observer.clone(),
+            desired: desired.clone(),
+            views: views.clone(),
+            metrics: metrics.clone(),
+            authn: authn::Authenticator::new(
+                client.clone().filter(|_| config.authentication_token_webhook != Some(false)),
+                config.anonymous_auth == Some(true),
+                config.authentication_token_webhook_cache_ttl,
+            ),
+            authz: authz::Authorizer::new(
+                client.clone(),
+                config.node_name.clone(),
+                config.authorization_mode.unwrap_or(AuthorizationMode::Webhook),
+                config.authorization_webhook_cache_authorized_ttl,
+                config.authorization_webhook_cache_unauthorized_ttl,
+            ),
+        };
+        let serving = Arc::new(tls::ServingCert::new(serving_certificate(&config, &node_ip)?));
+        let tls = tls::server_config(serving, config.client_ca_file.as_deref())?;
+        tracker.spawn(node_api::serve(listener, Arc::new(tls), Arc::new(api), shutdown.clone()));
+        tracing::info!(%address, client_ca = ?config.client_ca_file, "kubelet API listening");
+    }
     tracker.spawn(server::serve(
         listener,
         server::ServerState {
@@ -155,6 +202,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// tlsCertFile and tlsPrivateKeyFile if given, else a self-signed certificate for the node.
+fn serving_certificate(config: &Config, node_ip: &str) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    match (&config.tls_cert_file, &config.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("{}", path.display()));
+            Ok(tls::certified_key(&read(cert)?, &read(key)?, &cert.display().to_string())?)
+        }
+        (None, None) => Ok(tls::self_signed(&config.node_name, &[node_ip.to_owned()])?.0),
+        _ => anyhow::bail!("tlsCertFile and tlsPrivateKeyFile go together: give both or neither"),
+    }
 }
 
 /// A missing --kubeconfig is an error that says why: kubelet would TLS-bootstrap it from

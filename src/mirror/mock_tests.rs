@@ -150,6 +150,7 @@ fn run_sync(client: Client, pod: StaticPod) -> Running {
         runtime_version: "fake://0".into(),
         labels: Default::default(),
         taints: Vec::new(),
+        kubelet_port: 10250,
     };
     let problems = MirrorProblems::default();
     let (_events_tx, events_rx) = mpsc::unbounded_channel();

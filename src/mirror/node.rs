@@ -57,6 +57,8 @@ pub struct NodeFacts {
     pub os_image: String,
     pub machine_id: String,
     pub boot_id: String,
+    /// The kubelet API's port, advertised in daemonEndpoints (the API server dials it).
+    pub kubelet_port: u16,
 }
 
 impl NodeFacts {
@@ -85,6 +87,7 @@ impl NodeFacts {
             os_image,
             machine_id: read("/etc/machine-id"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
+            kubelet_port: 10250,
         }
     }
 }
@@ -155,7 +158,7 @@ pub fn node_status(facts: &NodeFacts, now: jiff::Timestamp) -> NodeStatus {
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "staticlet does not evict static pods"),
             condition("Ready", "True", "KubeletReady", "staticlet is posting ready status"),
         ]),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: facts.kubelet_port.into() }) }),
         node_info: Some(NodeSystemInfo {
             architecture: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             boot_id: facts.boot_id.clone(),

@@ -51,6 +51,8 @@ pub struct Settings {
     /// What the Node is registered with (--node-labels, --register-with-taints).
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<NodeTaint>,
+    /// The kubelet API's port (kubelet's `port`), advertised in the Node's daemonEndpoints.
+    pub kubelet_port: u16,
 }
 
 pub struct MirrorSync {
@@ -109,11 +111,17 @@ impl MirrorSync {
         Self { client, settings, desired, views, problems, events }
     }
 
+    /// The API client, for the kubelet API's token and access reviews.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Runs until `shutdown`; the Node keeper and the watch run as their own tasks on `tracker`.
     pub async fn run(mut self, tracker: TaskTracker, shutdown: CancellationToken) {
         let facts = NodeFacts {
             labels: self.settings.labels.clone(),
             taints: self.settings.taints.clone(),
+            kubelet_port: self.settings.kubelet_port,
             ..NodeFacts::gather(&self.settings.node, &self.settings.node_ip, &self.settings.runtime_version)
         };
         let (node_uid_tx, mut node_uid) = watch::channel::<Option<String>>(None);

@@ -62,6 +62,8 @@ pub struct Daemon {
     pub status_port: u16,
     /// kubelet's health port (healthzPort), free per test as the status port is.
     pub healthz_port: u16,
+    /// The kubelet API's port (kubelet's --port), free per test too.
+    pub kubelet_port: u16,
     pub extra: Vec<String>,
     pub endpoint: String,
     /// 2 s, so tests of the periodic rescan are quick; benchmarks use the default (20 s).
@@ -82,6 +84,7 @@ impl Daemon {
             logs,
             status_port: free_port(),
             healthz_port: free_port(),
+            kubelet_port: free_port(),
             extra: vec![],
             endpoint: endpoint(),
             file_check_frequency: "2s".into(),
@@ -99,6 +102,7 @@ impl Daemon {
             format!("--pod-logs-dir={}", self.logs.display()),
             format!("--root-dir={}", self.dir.path().join("root").display()),
             format!("--healthz-port={}", self.healthz_port),
+            format!("--port={}", self.kubelet_port),
             format!("--file-check-frequency={}", self.file_check_frequency),
         ];
         args.extend(self.extra.iter().cloned());
