@@ -69,6 +69,16 @@ cmd_node_kubeconfig() {
     node_kubeconfig "$1"
 }
 
+# bootstrap-kubeconfig [TTL]: no lock, as node-kubeconfig: every call mints a token of its own.
+cmd_bootstrap_kubeconfig() {
+    (($# <= 1)) || usage
+    check_dir
+    if [[ ! -s "$ADMIN_KUBECONFIG" ]] || ! comp_pid kube-apiserver >/dev/null; then
+        die "the cluster is not up ($0 up --cluster)"
+    fi
+    bootstrap_kubeconfig "${1:-1h}"
+}
+
 cmd_env() {
     no_args "$@"
     check_dir

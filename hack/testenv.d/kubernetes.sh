@@ -117,6 +117,13 @@ kube_binaries_ok() {
     etcd_current
 }
 
+# kubectl_as KUBECONFIG ARGS...: our kubectl, bounded.
+kubectl_as() {
+    local kc="$1"
+    shift
+    timeout 30 "$KUBE_BIN/kubectl" --kubeconfig "$kc" "$@"
+}
+
 # The -ldflags of the Kubernetes builds. Without the version stamp every component reports v0.0.0
 # (and kubectl warns about version skew). client-go carries its own copy, which kubectl's client
 # version and user agents use.
