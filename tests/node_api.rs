@@ -116,14 +116,15 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_work_on_mirror_pods() {
 
     // logs: all, tail, timestamps, limit, previous (none yet).
     let (ok, all, err) = kubectl(&["logs", &talker]);
-    assert!(ok && all.starts_with("line-1\nerr-1\n"), "{all}{err}");
+    // stdout and stderr both, each line once (their order is the runtime's).
+    assert!(ok && all.lines().filter(|l| *l == "line-1" || *l == "err-1").count() == 2, "{all}{err}");
     let (ok, tail, _) = kubectl(&["logs", &talker, "--tail", "2"]);
     assert!(ok && tail.lines().count() == 2, "{tail}");
     let (_, stamped, _) = kubectl(&["logs", &talker, "--tail", "1", "--timestamps"]);
     let stamp = stamped.split(' ').next().unwrap_or_default();
     assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "an RFC 3339 timestamp first: {stamped}");
     let (_, limited, _) = kubectl(&["logs", &talker, "--limit-bytes", "3"]);
-    assert_eq!(limited, "lin");
+    assert!(limited.len() == 3 && (limited == "lin" || limited == "err"), "{limited:?}");
     let (_, since, _) = kubectl(&["logs", &talker, "--since", "1s"]);
     assert!(since.lines().count() < all.lines().count(), "since 1s is a part of it");
     let (ok, _, err) = kubectl(&["logs", &talker, "--previous"]);
