@@ -57,11 +57,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     };
     // Webhook authorization asks the API server; with none, no request could be allowed.
-    let no_authorizer = config.kubeconfig.is_none() && config.authorization_mode != Some(AuthorizationMode::AlwaysAllow);
+    let no_authorizer =
+        config.kubeconfig.is_none() && config.authorization_mode != Some(AuthorizationMode::AlwaysAllow);
     let kubelet_api = match config.port {
         0 => None,
         _ if no_authorizer => {
-            tracing::info!("kubelet API off: Webhook authorization needs --kubeconfig (or authorization mode AlwaysAllow)");
+            tracing::info!(
+                "kubelet API off: Webhook authorization needs --kubeconfig (or authorization mode AlwaysAllow)"
+            );
             None
         }
         port => {

@@ -31,7 +31,8 @@ fn node_kubeconfig(node: &str) -> String {
 
 /// A certificate signed by the cluster CA (`extension` is an openssl extension section body).
 fn issue(dir: &Path, name: &str, subject: &str, extension: &str) -> (PathBuf, PathBuf) {
-    let (key, crt, ext) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")), dir.join(format!("{name}.ext")));
+    let (key, crt, ext) =
+        (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")), dir.join(format!("{name}.ext")));
     std::fs::write(&ext, format!("[ext]\n{extension}\n")).unwrap();
     let ca = pki();
     let script = format!(
@@ -224,7 +225,8 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
     assert_eq!(curl(&d, "/pods", &[]).0, 401);
     // The API server's own client identity (system:masters): everything.
     let apiserver = (pki().join("apiserver-kubelet-client.crt"), pki().join("apiserver-kubelet-client.key"));
-    let as_apiserver = ["--cert", &*apiserver.0.display().to_string(), "--key", &*apiserver.1.display().to_string()].map(String::from);
+    let as_apiserver =
+        ["--cert", &*apiserver.0.display().to_string(), "--key", &*apiserver.1.display().to_string()].map(String::from);
     let as_apiserver: Vec<&str> = as_apiserver.iter().map(String::as_str).collect();
     let (code, body) = curl(&d, &logs, &as_apiserver);
     assert_eq!((code, body.as_str()), (200, "hello\n"));
@@ -235,7 +237,8 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
     let (crt, key) = issue(dir, "viewer", "/CN=metrics-viewer", "extendedKeyUsage=clientAuth");
     let role = format!("{}-metrics", d.node);
     let _ = kubectl(&["create", "clusterrole", &role, "--verb=get", "--resource=nodes/metrics"]);
-    let _ = kubectl(&["create", "clusterrolebinding", &role, &format!("--clusterrole={role}"), "--user=metrics-viewer"]);
+    let _ =
+        kubectl(&["create", "clusterrolebinding", &role, &format!("--clusterrole={role}"), "--user=metrics-viewer"]);
     let viewer = ["--cert", &*crt.display().to_string(), "--key", &*key.display().to_string()].map(String::from);
     let viewer: Vec<&str> = viewer.iter().map(String::as_str).collect();
     let (code, body) = curl(&d, "/metrics", &viewer);
@@ -252,28 +255,40 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
         o = other.display()
     );
     assert!(Command::new("sh").args(["-c", &script]).status().unwrap().success());
-    let forged = ["--cert", &*other.join("c").display().to_string(), "--key", &*other.join("k").display().to_string()].map(String::from);
+    let forged = ["--cert", &*other.join("c").display().to_string(), "--key", &*other.join("k").display().to_string()]
+        .map(String::from);
     let forged: Vec<&str> = forged.iter().map(String::as_str).collect();
     assert_eq!(curl(&d, "/pods", &forged).0, 0, "no HTTP answer to a certificate of another CA");
 
     // Tokens: a ServiceAccount's, vouched for by TokenReview, authorized like anyone.
     let sa = format!("{}-reader", d.node);
     let _ = kubectl(&["create", "serviceaccount", &sa, "-n", "default"]);
-    let _ = kubectl(&["create", "clusterrolebinding", &sa, &format!("--clusterrole={role}"), &format!("--serviceaccount=default:{sa}")]);
+    let _ = kubectl(&[
+        "create",
+        "clusterrolebinding",
+        &sa,
+        &format!("--clusterrole={role}"),
+        &format!("--serviceaccount=default:{sa}"),
+    ]);
     let (ok, token, err) = kubectl(&["create", "token", &sa, "-n", "default"]);
     assert!(ok, "{err}");
     let bearer = format!("Authorization: Bearer {}", token.trim());
     let (code, _) = curl(&d, "/metrics", &["-H", &bearer]);
     assert_eq!(code, 200);
     assert_eq!(curl(&d, &logs, &["-H", &bearer]).0, 403);
-    let (_, other_audience, _) = kubectl(&["create", "token", &sa, "-n", "default", "--audience", "not-the-api-server"]);
+    let (_, other_audience, _) =
+        kubectl(&["create", "token", &sa, "-n", "default", "--audience", "not-the-api-server"]);
     assert_eq!(curl(&d, "/metrics", &["-H", &format!("Authorization: Bearer {}", other_audience.trim())]).0, 401);
     assert_eq!(curl(&d, "/metrics", &["-H", "Authorization: Bearer not-a-token"]).0, 401);
 
     // Paths: a pod not on this node is 404; exec without an upgrade is 400.
     let (code, body) = curl(&d, "/containerLogs/default/nothing-here/main", &as_apiserver);
     assert_eq!(code, 404, "{body}");
-    let (code, body) = curl(&d, &format!("/exec/default/{quiet}/main?command=true&output=1"), &[&as_apiserver[..], &["-X", "POST"]].concat());
+    let (code, body) = curl(
+        &d,
+        &format!("/exec/default/{quiet}/main?command=true&output=1"),
+        &[&as_apiserver[..], &["-X", "POST"]].concat(),
+    );
     assert_eq!((code, body.trim()), (400, "Upgrade request required"));
 
     for name in [&role, &sa] {

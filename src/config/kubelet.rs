@@ -89,7 +89,10 @@ pub const FIELDS: &[(&str, Class)] = &[
             "no cluster DNS reaches a static-pods-only node (no kube-proxy): ClusterFirst pods get the node's resolv.conf",
         ),
     ),
-    ("streamingConnectionIdleTimeout", NotYet("exec, attach and port-forward sessions are the runtime's: containerd's stream idle timeout applies")),
+    (
+        "streamingConnectionIdleTimeout",
+        NotYet("exec, attach and port-forward sessions are the runtime's: containerd's stream idle timeout applies"),
+    ),
     ("nodeStatusUpdateFrequency", NotYet(ONE_SHOT)),
     ("nodeStatusReportFrequency", NotYet(ONE_SHOT)),
     ("nodeLeaseDurationSeconds", NotYet(ONE_SHOT)),

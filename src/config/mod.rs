@@ -771,8 +771,7 @@ impl ConfigFile {
             let first = message.lines().next().unwrap_or_default().trim();
             ConfigError::Parse { path: path.into(), message: format!("{at}{first}") }
         };
-        let mut document: serde_json::Map<String, serde_json::Value> =
-            serde_saphyr::from_str(text).map_err(located)?;
+        let mut document: serde_json::Map<String, serde_json::Value> = serde_saphyr::from_str(text).map_err(located)?;
         if kubelet::is_kubelet_configuration(path, &document)? {
             return kubelet::read(path, document);
         }

@@ -85,10 +85,20 @@ pub trait Cri: Send + Sync {
 /// A streaming session to ask the runtime for (kubelet's query names in the comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamRequest {
-    Exec { container_id: String, command: Vec<String>, streams: Streams },
-    Attach { container_id: String, streams: Streams },
+    Exec {
+        container_id: String,
+        command: Vec<String>,
+        streams: Streams,
+    },
+    Attach {
+        container_id: String,
+        streams: Streams,
+    },
     /// Ports come from the session's own streams (SPDY) or the `ports` query (WebSocket).
-    PortForward { sandbox_id: String, ports: Vec<i32> },
+    PortForward {
+        sandbox_id: String,
+        ports: Vec<i32>,
+    },
 }
 
 /// Which streams a session has: `input`, `output`, `error`, `tty`.

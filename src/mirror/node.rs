@@ -158,7 +158,9 @@ pub fn node_status(facts: &NodeFacts, now: jiff::Timestamp) -> NodeStatus {
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "staticlet does not evict static pods"),
             condition("Ready", "True", "KubeletReady", "staticlet is posting ready status"),
         ]),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: facts.kubelet_port.into() }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: facts.kubelet_port.into() }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             boot_id: facts.boot_id.clone(),

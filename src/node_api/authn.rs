@@ -66,10 +66,12 @@ pub struct Authenticator {
     anonymous: bool,
     cache_ttl: Duration,
     /// By SHA-256 of the token: the user, or None for a token the API server refused.
-    cache: Mutex<HashMap<[u8; 32], (Option<User>, Instant)>>,
+    cache: Mutex<HashMap<TokenHash, (Option<User>, Instant)>>,
     /// TokenReviews sent, for /metrics and the benchmark of API requests per `kubectl logs`.
     pub reviews: AtomicU64,
 }
+
+type TokenHash = [u8; 32];
 
 /// More distinct tokens than this in one cache lifetime start evicting (expired ones first).
 const CACHE_LIMIT: usize = 4096;
@@ -80,7 +82,11 @@ impl Authenticator {
         Self { client, anonymous, cache_ttl, cache: Mutex::default(), reviews: AtomicU64::new(0) }
     }
 
-    pub async fn authenticate(&self, certificate: Option<&User>, headers: &http::HeaderMap) -> Result<User, AuthnError> {
+    pub async fn authenticate(
+        &self,
+        certificate: Option<&User>,
+        headers: &http::HeaderMap,
+    ) -> Result<User, AuthnError> {
         if let Some(user) = certificate {
             return Ok(user.clone());
         }
@@ -107,10 +113,8 @@ impl Authenticator {
             return Ok(user.clone());
         }
         self.reviews.fetch_add(1, Ordering::Relaxed);
-        let review = TokenReview {
-            spec: TokenReviewSpec { token: Some(token.into()), audiences: None },
-            ..Default::default()
-        };
+        let review =
+            TokenReview { spec: TokenReviewSpec { token: Some(token.into()), audiences: None }, ..Default::default() };
         let api: kube::Api<TokenReview> = kube::Api::all(client.clone());
         let answer = api.create(&Default::default(), &review).await.map_err(|e| AuthnError::Review(e.to_string()))?;
         let user = answer.status.filter(|s| s.authenticated == Some(true)).and_then(|s| s.user).map(|u| User {
@@ -167,7 +171,10 @@ mod tests {
         assert_eq!(closed.authenticate(None, &http::HeaderMap::new()).await, Err(AuthnError::Unauthorized));
         let open = Authenticator::new(None, true, Duration::from_secs(120));
         let user = open.authenticate(None, &http::HeaderMap::new()).await.unwrap();
-        assert_eq!((user.name.as_str(), user.groups.as_slice()), ("system:anonymous", &["system:unauthenticated".to_owned()][..]));
+        assert_eq!(
+            (user.name.as_str(), user.groups.as_slice()),
+            ("system:anonymous", &["system:unauthenticated".to_owned()][..])
+        );
         let cert = User::named("admin", &["system:masters"]);
         assert_eq!(closed.authenticate(Some(&cert), &headers("Bearer x")).await, Ok(cert));
     }

@@ -38,7 +38,9 @@ fn below(path: &str, prefix: &str) -> bool {
 /// everything not stats, metrics, logs or checkpoint is `proxy` (logs, exec, port-forward).
 pub fn subresources(path: &str) -> Vec<&'static str> {
     let mut out = Vec::with_capacity(2);
-    for (prefix, fine) in [("/pods", "pods"), ("/healthz", "healthz"), ("/configz", "configz"), ("/runningpods/", "pods")] {
+    for (prefix, fine) in
+        [("/pods", "pods"), ("/healthz", "healthz"), ("/configz", "configz"), ("/runningpods/", "pods")]
+    {
         if below(path, prefix) {
             out.push(fine);
             break;

@@ -301,17 +301,26 @@ mod tests {
     const NOW: &str = "2026-12-02T10:00:00Z";
 
     fn opts(pairs: &[(&str, &str)]) -> Result<LogOptions, String> {
-        options(&q(pairs), NOW.parse().unwrap())
+        options(&q(pairs), NOW.parse().map_err(|e: jiff::Error| e.to_string())?)
     }
 
     #[test]
     fn query_parameters_read_as_kubelet_reads_them() {
-        let o = opts(&[("follow", "true"), ("previous", "1"), ("timestamps", "true"), ("tailLines", "10"), ("limitBytes", "5")])
-            .unwrap();
+        let o = opts(&[
+            ("follow", "true"),
+            ("previous", "1"),
+            ("timestamps", "true"),
+            ("tailLines", "10"),
+            ("limitBytes", "5"),
+        ])
+        .unwrap();
         assert!(o.follow && o.previous && o.timestamps);
         assert_eq!((o.tail_lines, o.limit_bytes), (Some(10), Some(5)));
         assert_eq!(opts(&[("sinceSeconds", "60")]).unwrap().since, Some("2026-12-02T09:59:00Z".parse().unwrap()));
-        assert_eq!(opts(&[("sinceTime", "2026-12-01T00:00:00Z")]).unwrap().since, Some("2026-12-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(
+            opts(&[("sinceTime", "2026-12-01T00:00:00Z")]).unwrap().since,
+            Some("2026-12-01T00:00:00Z".parse().unwrap())
+        );
         assert_eq!(opts(&[("tail", "3")]).unwrap().tail_lines, Some(3), "the legacy tail");
         assert_eq!(opts(&[("tail", "all")]).unwrap().tail_lines, None);
         assert_eq!(opts(&[("stream", "Stderr")]).unwrap().stream, Stream::Stderr);

@@ -155,7 +155,8 @@ mod tests {
             ("127.0.0.1:35000".into(), "/exec/abc".into())
         );
         assert_eq!(loopback_target("http://[::1]:8/x").unwrap().0, "[::1]:8");
-        for url in ["http://10.0.0.1:35000/exec/abc", "https://127.0.0.1:1/x", "http://localhost:1/x", "http://127.0.0.1/x"]
+        for url in
+            ["http://10.0.0.1:35000/exec/abc", "https://127.0.0.1:1/x", "http://localhost:1/x", "http://127.0.0.1/x"]
         {
             assert_eq!(loopback_target(url), Err(ProxyError::NotLoopback(url.into())), "{url}");
         }
@@ -179,7 +180,9 @@ mod tests {
         h.insert("x-stream-protocol-version", "v4.channel.k8s.io".parse().unwrap());
         let head = String::from_utf8(request_head(&http::Method::POST, "127.0.0.1:1", "/exec/t", &h)).unwrap();
         assert!(head.starts_with("POST /exec/t HTTP/1.1\r\nHost: 127.0.0.1:1\r\n"), "{head}");
-        assert!(head.contains("upgrade: SPDY/3.1\r\n") && head.contains("x-stream-protocol-version: v4.channel.k8s.io\r\n"));
+        assert!(
+            head.contains("upgrade: SPDY/3.1\r\n") && head.contains("x-stream-protocol-version: v4.channel.k8s.io\r\n")
+        );
         assert!(!head.contains("secret") && head.ends_with("\r\n\r\n"));
     }
 }

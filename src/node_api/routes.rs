@@ -61,7 +61,9 @@ pub async fn handle(api: &Arc<NodeApi>, req: Request<Incoming>, certificate: Opt
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             container_logs(api, &req, &ns, &pod, &container).await
         }
-        (&Method::GET | &Method::POST, [kind @ ("exec" | "attach"), ns, pod, rest @ ..]) if matches!(rest.len(), 1 | 2) => {
+        (&Method::GET | &Method::POST, [kind @ ("exec" | "attach"), ns, pod, rest @ ..])
+            if matches!(rest.len(), 1 | 2) =>
+        {
             let (uid, container) = if rest.len() == 2 { (Some(rest[0]), rest[1]) } else { (None, rest[0]) };
             let (kind, ns, pod, uid, container) =
                 (kind.to_string(), ns.to_string(), pod.to_string(), uid.map(str::to_owned), container.to_string());
@@ -99,8 +101,15 @@ fn pod_list(api: &NodeApi) -> serde_json::Value {
 }
 
 /// The static pod `namespace/name` (the mirror's name) and, if it has any, its runtime pod.
-fn find_pod(api: &NodeApi, ns: &str, name: &str, uid: Option<&str>) -> Result<(StaticPod, RuntimePod), Response<Body>> {
-    let not_found = || text(StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"));
+/// Why a request cannot be served: its status and kubelet's words.
+type Refusal = (StatusCode, String);
+
+fn refused((status, message): Refusal) -> Response<Body> {
+    text(status, message)
+}
+
+fn find_pod(api: &NodeApi, ns: &str, name: &str, uid: Option<&str>) -> Result<(StaticPod, RuntimePod), Refusal> {
+    let not_found = || (StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"));
     let pod = api.desired.borrow().pods.get(&format!("{ns}/{name}")).map(|d| d.pod.clone()).ok_or_else(not_found)?;
     if uid.is_some_and(|uid| uid != pod.uid) {
         return Err(not_found());
@@ -111,7 +120,12 @@ fn find_pod(api: &NodeApi, ns: &str, name: &str, uid: Option<&str>) -> Result<(S
 
 /// A container of the pod by name: the newest, or with `previous` the one before it (kubelet's
 /// messages when there is none).
-fn find_container<'a>(pod: &StaticPod, runtime: &'a RuntimePod, name: &str, previous: bool) -> Result<&'a ContainerInfo, String> {
+fn find_container<'a>(
+    pod: &StaticPod,
+    runtime: &'a RuntimePod,
+    name: &str,
+    previous: bool,
+) -> Result<&'a ContainerInfo, String> {
     let known = pod.spec().containers.iter().chain(pod.init_containers()).any(|c| c.name == name);
     if !known {
         return Err(format!("container {name} is not valid for pod {}", pod.name()));
@@ -121,19 +135,27 @@ fn find_container<'a>(pod: &StaticPod, runtime: &'a RuntimePod, name: &str, prev
     let pick = if previous { all.iter().rev().nth(1) } else { all.last() };
     match pick {
         Some(container) => Ok(container),
-        None if previous => Err(format!("previous terminated container \"{name}\" in pod \"{}\" not found", pod.name())),
+        None if previous => {
+            Err(format!("previous terminated container \"{name}\" in pod \"{}\" not found", pod.name()))
+        }
         None => Err(format!("container \"{name}\" in pod \"{}\" is waiting to start", pod.name())),
     }
 }
 
-async fn container_logs(api: &Arc<NodeApi>, req: &Request<Incoming>, ns: &str, name: &str, container: &str) -> Response<Body> {
+async fn container_logs(
+    api: &Arc<NodeApi>,
+    req: &Request<Incoming>,
+    ns: &str,
+    name: &str,
+    container: &str,
+) -> Response<Body> {
     let options = match logs::options(&query(req), jiff::Timestamp::now()) {
         Ok(options) => options,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let (pod, runtime) = match find_pod(api, ns, name, None) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let found = match find_container(&pod, &runtime, container, options.previous) {
         Ok(found) => found.clone(),
@@ -147,7 +169,8 @@ async fn container_logs(api: &Arc<NodeApi>, req: &Request<Incoming>, ns: &str, n
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
     let source = logs::Source { container_id: found.id.clone(), pod_uid: pod.uid.clone(), path };
     tokio::spawn(logs::send(source, options, api.observer.clone(), sender));
-    let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|c| c.map(|b| Ok(hyper::body::Frame::data(b)))));
+    let stream =
+        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|c| c.map(|b| Ok(hyper::body::Frame::data(b)))));
     Response::builder()
         .header(http::header::CONTENT_TYPE, "text/plain")
         .body(http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(stream)))
@@ -172,14 +195,19 @@ async fn stream(
     }
     let (pod, runtime) = match find_pod(api, ns, name, uid) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let q = query(&req);
-    let streams = Streams { stdin: flag(&q, "input"), stdout: flag(&q, "output"), stderr: flag(&q, "error"), tty: flag(&q, "tty") };
+    let streams = Streams {
+        stdin: flag(&q, "input"),
+        stdout: flag(&q, "output"),
+        stderr: flag(&q, "error"),
+        tty: flag(&q, "tty"),
+    };
     let running = |name: &str| match find_container(&pod, &runtime, name, false) {
         Ok(c) if c.state == crate::cri::ContainerState::Running => Ok(c.id.clone()),
-        Ok(_) => Err(text(StatusCode::BAD_REQUEST, format!("container {name} is not running"))),
-        Err(message) => Err(text(StatusCode::BAD_REQUEST, message)),
+        Ok(_) => Err((StatusCode::BAD_REQUEST, format!("container {name} is not running"))),
+        Err(message) => Err((StatusCode::BAD_REQUEST, message)),
     };
     let request = match (kind, container) {
         ("exec", Some(container)) => {
@@ -189,12 +217,12 @@ async fn stream(
             }
             match running(container) {
                 Ok(container_id) => StreamRequest::Exec { container_id, command, streams },
-                Err(response) => return response,
+                Err(refusal) => return refused(refusal),
             }
         }
         ("attach", Some(container)) => match running(container) {
             Ok(container_id) => StreamRequest::Attach { container_id, streams },
-            Err(response) => return response,
+            Err(refusal) => return refused(refusal),
         },
         _ => {
             let Some(sandbox) = runtime.ready_sandbox() else {
