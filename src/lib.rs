@@ -17,6 +17,7 @@ pub mod hook;
 pub mod logs;
 pub mod manifest;
 pub mod mirror;
+pub mod node_api;
 pub mod ops;
 pub mod probe;
 pub mod retry;

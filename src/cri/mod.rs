@@ -28,6 +28,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use client::{CriError, Runtime};
 pub use k8s_cri::v1 as api;
+pub(crate) use model::group;
 pub use model::{ContainerInfo, ContainerState, RuntimePod, RuntimeSnapshot, SandboxInfo};
 pub use observe::Observer;
 
