@@ -142,8 +142,8 @@ fn number(path: &Path) -> Result<u64, StatsError> {
         .map_err(|e| StatsError::Node { path: path.display().to_string(), message: format!("{:?}: {e}", text.trim()) })
 }
 
-/// `key value [kB]` lines (memory.stat, cpu.stat, /proc/stat, /proc/meminfo), values times
-/// `unit` when they end in kB; lines that are not a number are skipped.
+/// `key value [kB]` lines (memory.stat, cpu.stat, /proc/stat, /proc/meminfo), values in kB
+/// multiplied by `kb`; lines whose value is not a number are skipped.
 fn key_values(text: &str, kb: u64) -> HashMap<String, u64> {
     text.lines()
         .filter_map(|line| {
