@@ -5,12 +5,14 @@
 //! | CPU | `cpuacct/cpuacct.usage` | `cpu.stat` usage_usec × 1000 |
 //! | memory usage | `memory/memory.usage_in_bytes` | `memory.current`; the root has none, so /proc/meminfo's MemTotal − MemFree (runc's rule) |
 //! | working set | usage − `total_inactive_file` | usage − `inactive_file` (0 if that is more) |
-//! | RSS, page faults | `total_rss`, `total_pgfault`, `total_pgmajfault` | `anon`, `pgfault`, `pgmajfault` |
-//! | swap | `memory.memsw.usage_in_bytes` − usage | `memory.swap.current`, at the root SwapTotal − SwapFree |
+//! | RSS | `total_rss` | `anon` |
+//! | page faults | `pgfault`, `pgmajfault` (cAdvisor takes the cgroup's own, not `total_`) | `pgfault`, `pgmajfault` |
+//! | swap | `total_swap` (0 without swap accounting) | `memory.swap.current`, at the root SwapTotal − SwapFree |
 //!
-//! availableBytes is the machine's memory minus the working set (cAdvisor gives the root cgroup
-//! the machine's memory as its limit); the start time is the boot time (/proc/stat `btime`); the
-//! filesystem is statvfs of the root directory.
+//! availableBytes is the machine's memory minus the working set, and swap's SwapTotal minus the
+//! swap used (cAdvisor gives the root cgroup the machine's memory and swap as its limits); the
+//! start time is the boot time (/proc/stat `btime`); the filesystem is statvfs of the root
+//! directory.
 
 use std::{
     collections::HashMap,
@@ -60,7 +62,11 @@ pub(super) fn read(files: &NodeFiles, now: UnixNanos) -> Result<NodeSample, Stat
             page_faults: Some(raw.page_faults),
             major_page_faults: Some(raw.major_page_faults),
         }),
-        swap: raw.swap.map(|usage| Swap { time: now, usage_bytes: Some(usage), available_bytes: None }),
+        swap: Some(Swap {
+            time: now,
+            usage_bytes: Some(raw.swap),
+            available_bytes: meminfo.get("SwapTotal").map(|total| total.saturating_sub(raw.swap)),
+        }),
         fs: statvfs(&files.root_dir, now),
     })
 }
@@ -74,7 +80,7 @@ struct Raw {
     rss: u64,
     page_faults: u64,
     major_page_faults: u64,
-    swap: Option<u64>,
+    swap: u64,
 }
 
 fn v1(root: &Path) -> Result<Raw, StatsError> {
@@ -87,10 +93,9 @@ fn v1(root: &Path) -> Result<Raw, StatsError> {
         usage,
         inactive_file: field("total_inactive_file"),
         rss: field("total_rss"),
-        page_faults: field("total_pgfault"),
-        major_page_faults: field("total_pgmajfault"),
-        // Without swap accounting there is no memsw file, and no swap figure.
-        swap: number(&memory.join("memory.memsw.usage_in_bytes")).ok().map(|memsw| memsw.saturating_sub(usage)),
+        page_faults: field("pgfault"),
+        major_page_faults: field("pgmajfault"),
+        swap: field("total_swap"),
     })
 }
 
@@ -110,7 +115,7 @@ fn v2(root: &Path, meminfo: &HashMap<String, u64>) -> Result<Raw, StatsError> {
         rss: field("anon"),
         page_faults: field("pgfault"),
         major_page_faults: field("pgmajfault"),
-        swap: Some(swap),
+        swap,
     })
 }
 
@@ -186,10 +191,10 @@ mod tests {
             ("proc/stat", STAT),
             ("sys/fs/cgroup/cpuacct/cpuacct.usage", "32910498296491\n"),
             ("sys/fs/cgroup/memory/memory.usage_in_bytes", "15561502720\n"),
-            ("sys/fs/cgroup/memory/memory.memsw.usage_in_bytes", "15561502720\n"),
             (
                 "sys/fs/cgroup/memory/memory.stat",
-                "rss 1\ninactive_file 2\ntotal_rss 6754304\ntotal_pgfault 769748966\ntotal_pgmajfault 45048\ntotal_inactive_file 2454564864\n",
+                "rss 1\npgfault 104525\npgmajfault 3\ninactive_file 2\ntotal_rss 6754304\ntotal_pgfault 769748966\n\
+                 total_pgmajfault 45048\ntotal_inactive_file 2454564864\ntotal_swap 4096\n",
             ),
         ]);
         let node = read(&files, 7).unwrap();
@@ -204,9 +209,11 @@ mod tests {
         assert_eq!(memory.available_bytes, Some(16000000 * 1024 - (15561502720 - 2454564864)));
         assert_eq!(
             (memory.rss_bytes, memory.page_faults, memory.major_page_faults),
-            (Some(6754304), Some(769748966), Some(45048))
+            (Some(6754304), Some(104525), Some(3)),
+            "total_rss, but the cgroup's own page faults"
         );
-        assert_eq!(node.swap.unwrap().usage_bytes, Some(0), "memsw minus usage");
+        let swap = node.swap.unwrap();
+        assert_eq!((swap.usage_bytes, swap.available_bytes), (Some(4096), Some(1000 * 1024 - 4096)), "total_swap");
         assert!(node.fs.unwrap().capacity_bytes.unwrap() > 0, "statvfs of the root directory");
     }
 
@@ -225,7 +232,12 @@ mod tests {
         assert_eq!(memory.usage_bytes, Some(14000000 * 1024), "MemTotal - MemFree");
         assert_eq!(memory.working_set_bytes, Some(14000000 * 1024 - 1000));
         assert_eq!((memory.rss_bytes, memory.page_faults, memory.major_page_faults), (Some(300), Some(5), Some(1)));
-        assert_eq!(node.swap.unwrap().usage_bytes, Some(400 * 1024), "SwapTotal - SwapFree");
+        let swap = node.swap.unwrap();
+        assert_eq!(
+            (swap.usage_bytes, swap.available_bytes),
+            (Some(400 * 1024), Some(600 * 1024)),
+            "SwapTotal - SwapFree"
+        );
     }
 
     #[test]
