@@ -283,6 +283,18 @@ impl Cri for Runtime {
             .await?;
         Ok(*driver)
     }
+
+    async fn list_container_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::ContainerStats>, CriError> {
+        let filter = api::ContainerStatsFilter { label_selector: selector(labels), ..Default::default() };
+        let req = api::ListContainerStatsRequest { filter: Some(filter) };
+        Ok(call!(self, runtime, list_container_stats, "ListContainerStats", req)?.stats)
+    }
+
+    async fn list_pod_sandbox_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandboxStats>, CriError> {
+        let filter = api::PodSandboxStatsFilter { label_selector: selector(labels), ..Default::default() };
+        let req = api::ListPodSandboxStatsRequest { filter: Some(filter) };
+        Ok(call!(self, runtime, list_pod_sandbox_stats, "ListPodSandboxStats", req)?.stats)
+    }
 }
 
 pub(crate) fn image_spec(image: &str) -> api::ImageSpec {

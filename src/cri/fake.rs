@@ -36,6 +36,10 @@ struct State {
     clock_base: i64,
     /// The config of the last CreateContainer that succeeded.
     last_container_config: Option<api::ContainerConfig>,
+    /// What ListContainerStats and ListPodSandboxStats report, by container or sandbox ID
+    /// (default: attributes only, as containerd reports a container that is not running).
+    container_stats: HashMap<String, api::ContainerStats>,
+    sandbox_stats: HashMap<String, api::LinuxPodSandboxStats>,
 }
 
 #[derive(Default)]
@@ -140,6 +144,16 @@ impl FakeCri {
         if let Some(c) = state.containers.iter_mut().find(|c| c.id == id) {
             c.state = api::ContainerState::ContainerExited as i32;
         }
+    }
+
+    /// ListContainerStats reports `stats` (its attributes filled in) for container `id`.
+    pub fn set_container_stats(&self, id: &str, stats: api::ContainerStats) {
+        self.state().container_stats.insert(id.into(), stats);
+    }
+
+    /// ListPodSandboxStats reports `stats` for sandbox `id`.
+    pub fn set_sandbox_stats(&self, id: &str, stats: api::LinuxPodSandboxStats) {
+        self.state().sandbox_stats.insert(id.into(), stats);
     }
 
     fn call(&self, rpc: &'static str, id: &str) -> Result<std::sync::MutexGuard<'_, State>, CriError> {
@@ -362,5 +376,34 @@ impl Cri for FakeCri {
     /// daemon, so it is no step of an action).
     async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, CriError> {
         Ok(None)
+    }
+
+    async fn list_container_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::ContainerStats>, CriError> {
+        let state = self.call("ListContainerStats", "")?;
+        let stats = state.containers.iter().filter(|c| matches(&c.labels, labels)).map(|c| api::ContainerStats {
+            attributes: Some(api::ContainerAttributes {
+                id: c.id.clone(),
+                metadata: c.metadata.clone(),
+                labels: c.labels.clone(),
+                annotations: c.annotations.clone(),
+            }),
+            ..state.container_stats.get(&c.id).cloned().unwrap_or_default()
+        });
+        Ok(stats.collect())
+    }
+
+    async fn list_pod_sandbox_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandboxStats>, CriError> {
+        let state = self.call("ListPodSandboxStats", "")?;
+        let stats = state.sandboxes.iter().filter(|s| matches(&s.labels, labels)).map(|s| api::PodSandboxStats {
+            attributes: Some(api::PodSandboxAttributes {
+                id: s.id.clone(),
+                metadata: s.metadata.clone(),
+                labels: s.labels.clone(),
+                annotations: s.annotations.clone(),
+            }),
+            linux: state.sandbox_stats.get(&s.id).cloned(),
+            windows: None,
+        });
+        Ok(stats.collect())
     }
 }

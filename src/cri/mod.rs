@@ -28,6 +28,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use client::{CriError, Runtime};
 pub use k8s_cri::v1 as api;
+pub(crate) use model::group;
 pub use model::{ContainerInfo, ContainerState, RuntimePod, RuntimeSnapshot, SandboxInfo};
 pub use observe::Observer;
 
@@ -80,6 +81,14 @@ pub trait Cri: Send + Sync {
     /// runtime has it (containerd 2.x), else containerd's own config from verbose `Status`
     /// (1.6, 1.7); None when neither says.
     async fn cgroup_driver(&self) -> Result<Option<resources::CgroupDriver>, CriError>;
+    /// ListContainerStats of the containers carrying every label in `labels` (all for none).
+    /// containerd 1.6 answers for exited containers too, with only attributes and the writable
+    /// layer; `cpu` and `memory` are set for running ones.
+    async fn list_container_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::ContainerStats>, CriError>;
+    /// ListPodSandboxStats of the sandboxes carrying every label in `labels`: the pod cgroup's CPU
+    /// and memory, the sandbox's network and process count (containerd 1.6 implements it; an
+    /// older runtime answers Unimplemented).
+    async fn list_pod_sandbox_stats(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandboxStats>, CriError>;
 }
 
 /// A streaming session to ask the runtime for (kubelet's query names in the comments).

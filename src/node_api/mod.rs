@@ -12,6 +12,7 @@ pub mod authz;
 pub mod logs;
 pub mod proxy;
 mod routes;
+pub mod stats;
 pub mod tls;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
