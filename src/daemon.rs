@@ -152,6 +152,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 config.authorization_webhook_cache_authorized_ttl,
                 config.authorization_webhook_cache_unauthorized_ttl,
             ),
+            stats_files: node_api::stats::NodeFiles::host(&config.root_dir),
+            rates: Default::default(),
         };
         let serving = Arc::new(tls::ServingCert::new(serving_certificate(&config, &node_ip)?));
         let tls = tls::server_config(serving, config.client_ca_file.as_deref())?;

@@ -233,16 +233,25 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
     let (code, body) = curl(&d, "/pods", &as_apiserver);
     assert!(code == 200 && body.contains(&quiet), "{code} {body}");
 
-    // A user of the cluster CA with nodes/metrics only: metrics yes, logs and exec no.
+    // A user of the cluster CA with nodes/metrics and nodes/stats only: those yes, logs no.
     let (crt, key) = issue(dir, "viewer", "/CN=metrics-viewer", "extendedKeyUsage=clientAuth");
     let role = format!("{}-metrics", d.node);
-    let _ = kubectl(&["create", "clusterrole", &role, "--verb=get", "--resource=nodes/metrics"]);
+    let _ = kubectl(&["create", "clusterrole", &role, "--verb=get", "--resource=nodes/metrics,nodes/stats"]);
     let _ =
         kubectl(&["create", "clusterrolebinding", &role, &format!("--clusterrole={role}"), "--user=metrics-viewer"]);
     let viewer = ["--cert", &*crt.display().to_string(), "--key", &*key.display().to_string()].map(String::from);
     let viewer: Vec<&str> = viewer.iter().map(String::as_str).collect();
     let (code, body) = curl(&d, "/metrics", &viewer);
     assert!(code == 200 && body.contains("kubelet_running_pods"), "{code} {body}");
+    let (code, body) = curl(&d, "/metrics/resource", &viewer);
+    let series =
+        format!("container_memory_working_set_bytes{{container=\"main\",namespace=\"default\",pod=\"{quiet}\"}}");
+    assert!(code == 200 && body.contains(&series), "{code} {body}");
+    let (code, body) = curl(&d, "/stats/summary", &viewer);
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(summary["node"]["nodeName"], d.node.as_str());
+    assert!(summary["pods"].as_array().unwrap().iter().any(|p| p["podRef"]["name"] == quiet.as_str()), "{body}");
     let (code, body) = curl(&d, &logs, &viewer);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("user=metrics-viewer, verb=get, resource=nodes, subresource=proxy"), "{body}");

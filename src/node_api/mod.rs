@@ -46,6 +46,10 @@ pub struct NodeApi {
     pub metrics: Arc<Metrics>,
     pub authn: authn::Authenticator,
     pub authz: authz::Authorizer,
+    /// Where node stats are read (the root cgroup, /proc, the root dir's filesystem).
+    pub stats_files: stats::NodeFiles,
+    /// The earlier CPU readings, for usageNanoCores.
+    pub rates: std::sync::Mutex<stats::Rates>,
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

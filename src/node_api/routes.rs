@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{Body, NodeApi, authn, authz, full, logs, proxy};
+use super::{Body, NodeApi, authn, authz, full, logs, proxy, stats};
 use crate::{
     cri::{ContainerInfo, RuntimePod, StreamRequest, Streams},
     manifest::StaticPod,
@@ -53,10 +53,18 @@ pub async fn handle(api: &Arc<NodeApi>, req: Request<Incoming>, certificate: Opt
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&Method::GET, ["pods"] | ["pods", ""]) => json(&pod_list(api)),
-        (&Method::GET, ["metrics"]) => Response::builder()
-            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-            .body(full(api.metrics.encode()))
-            .expect("a static response builds"),
+        (&Method::GET, ["metrics"]) => with_type(stats::CONTENT_TYPE, api.metrics.encode()),
+        (&Method::GET, ["metrics", "resource"]) => match sample(api).await {
+            Ok(sample) => with_type(stats::CONTENT_TYPE, stats::resource_metrics(&sample)),
+            Err(e) => {
+                tracing::warn!(error = %e, "kubelet API: stats");
+                with_type(stats::CONTENT_TYPE, stats::resource_metrics_failed())
+            }
+        },
+        (&Method::GET, ["stats", "summary"]) => match sample(api).await {
+            Ok(sample) => json(&serde_json::to_value(stats::summary(&sample, &api.node)).unwrap_or_default()),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to get node info: {e}")),
+        },
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             container_logs(api, &req, &ns, &pod, &container).await
@@ -75,6 +83,20 @@ pub async fn handle(api: &Arc<NodeApi>, req: Request<Incoming>, certificate: Opt
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+fn with_type(content_type: &'static str, body: String) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(full(body))
+        .expect("a static response builds")
+}
+
+/// One stats sample, its CPU rates filled in against the previous one.
+async fn sample(api: &NodeApi) -> Result<stats::Sample, stats::StatsError> {
+    let mut sample = stats::collect(api.runtime.as_ref(), &api.node, &api.stats_files).await?;
+    api.rates.lock().unwrap_or_else(|p| p.into_inner()).fill(&mut sample);
+    Ok(sample)
 }
 
 fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
