@@ -58,12 +58,12 @@ pub const FIELDS: &[(&str, Class)] = &[
     ("address", NotYet(NODE_API)),
     ("port", NotYet(NODE_API)),
     ("readOnlyPort", NotYet(NODE_API)),
-    ("tlsCertFile", NotYet(CONTROL_PLANE_CERTS)),
-    ("tlsPrivateKeyFile", NotYet(CONTROL_PLANE_CERTS)),
+    ("tlsCertFile", Honoured),
+    ("tlsPrivateKeyFile", Honoured),
     ("tlsCipherSuites", NotYet(CONTROL_PLANE_CERTS)),
     ("tlsMinVersion", NotYet(CONTROL_PLANE_CERTS)),
-    ("rotateCertificates", NotYet("the client certificate in --kubeconfig is used as it is, never rotated")),
-    ("serverTLSBootstrap", NotYet(CONTROL_PLANE_CERTS)),
+    ("rotateCertificates", Honoured),
+    ("serverTLSBootstrap", Honoured),
     ("authentication", NotYet(NODE_API)),
     ("authorization", NotYet(NODE_API)),
     ("registryPullQPS", NotApplicable("image pulls are the runtime's, one per missing image")),
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(loaded.file.healthz_port, Some(10248));
         assert_eq!(loaded.file.file_check_frequency, None, "0s is kubelet's default");
         let unused: Vec<&str> = loaded.unused.iter().map(|u| u.field).collect();
-        assert!(unused.contains(&"authentication") && unused.contains(&"rotateCertificates"), "{unused:?}");
+        assert!(unused.contains(&"authentication") && unused.contains(&"clusterDNS"), "{unused:?}");
         assert!(!unused.contains(&"staticPodPath"), "{unused:?}");
     }
 
