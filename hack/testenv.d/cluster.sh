@@ -86,12 +86,6 @@ start_component() {
     die "$name was not healthy within ${secs}s (full log in $CL/$name.log)"
 }
 
-kubectl_as() {
-    local kc="$1"
-    shift
-    timeout 30 "$KUBE_BIN/kubectl" --kubeconfig "$kc" "$@"
-}
-
 # Proof the cluster is usable the way the tests use it, with the kubectl we built. Prints what it
 # checked.
 verify_cluster() {
@@ -121,7 +115,7 @@ verify_cluster() {
     done
     ((i < 60)) || die "kube-controller-manager made no default ServiceAccount within 30 s"
     echo "readyz, versions $K8S_VERSION, node identity can create pods + read its Node," \
-        "controller manager made the default ServiceAccount"
+        "controller manager made the default ServiceAccount; $(verify_bootstrap)"
 }
 
 # Builds, starts and checks what is missing; prints its lines of the `up` summary.
@@ -147,6 +141,7 @@ cluster_up() {
             started=1
         fi
     done
+    ensure_bootstrap_rbac "$started"
     # A stamp, not just "started now": a run that started the cluster but failed its check must
     # not let the next run call the cluster good.
     if ((started)) || [[ ! -e "$CL/verified" || "${STATICLET_TESTENV_VERIFY:-}" == 1 ]]; then
@@ -161,6 +156,7 @@ cluster_up() {
   binaries        $KUBE_BIN
   admin           $ADMIN_KUBECONFIG
   node            $CL/nodes/$DEFAULT_NODE/kubeconfig (others: $0 node-kubeconfig NAME)
+  bootstrap       kubeadm's token auth and RBAC (a token: $0 bootstrap-kubeconfig [TTL])
   logs            $CL/*.log
   cluster check   $verified
 EOF

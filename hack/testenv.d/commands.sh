@@ -69,6 +69,16 @@ cmd_node_kubeconfig() {
     node_kubeconfig "$1"
 }
 
+# bootstrap-kubeconfig [TTL]: no lock, as node-kubeconfig: every call mints a token of its own.
+cmd_bootstrap_kubeconfig() {
+    (($# <= 1)) || usage
+    check_dir
+    if [[ ! -s "$ADMIN_KUBECONFIG" ]] || ! comp_pid kube-apiserver >/dev/null; then
+        die "the cluster is not up ($0 up --cluster)"
+    fi
+    bootstrap_kubeconfig "${1:-1h}"
+}
+
 cmd_env() {
     no_args "$@"
     check_dir
@@ -193,6 +203,7 @@ cmd_kubeadm_node() {
         kadm_write_config
         echo "$KADM_CONFIG"
         ;;
+    metrics-server) cmd_kadm_metrics_server "$@" ;;
     exec)
         (($# > 0)) || usage
         need_root
@@ -200,6 +211,47 @@ cmd_kubeadm_node() {
         kadm_ns_ok || die "the kubeadm node is not up ($0 kubeadm-node up)"
         exec nsenter --net="$KADM_NETNS_PATH" --mount="$KADM_MNTNS" --uts="$KADM_UTSNS" \
             --wd="$PWD" -- "$@"
+        ;;
+    *) usage ;;
+    esac
+}
+
+# metrics-server build: the binary of metrics-server.sh, built if missing; prints its path.
+cmd_metrics_server() {
+    [[ "${1:-}" == build && $# -eq 1 ]] || usage
+    need_root
+    check_dir
+    take_lock
+    ensure_metrics_server
+    echo "$MS_BIN"
+}
+
+# kubeadm-node metrics-server up [--kubelet-insecure-tls] | down | status (metrics-server.sh).
+cmd_kadm_metrics_server() {
+    local sub="${1:-}" insecure=0
+    [[ $# -gt 0 ]] && shift
+    need_root
+    check_dir
+    case "$sub" in
+    up)
+        case "$*" in
+        "") ;;
+        --kubelet-insecure-tls) insecure=1 ;;
+        *) usage ;;
+        esac
+        take_lock
+        ms_up "$insecure"
+        ;;
+    down)
+        no_args "$@"
+        take_lock
+        # shellcheck disable=SC2046 # a list of PIDs, one a word
+        wait_reaped $(ms_down)
+        echo "testenv: metrics-server down"
+        ;;
+    status)
+        no_args "$@"
+        ms_status
         ;;
     *) usage ;;
     esac

@@ -50,6 +50,9 @@ comp_argv() {
             # only for itself. Exactly the rules staticlet's mirror pods must pass.
             --authorization-mode Node,RBAC
             --enable-admission-plugins NodeRestriction
+            # Bootstrap tokens (Secrets bootstrap-token-<id> in kube-system) authenticate, as
+            # kubeadm sets it: what a node's TLS bootstrap starts from (bootstrap.sh).
+            --enable-bootstrap-token-auth=true
             --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt"
             --kubelet-client-key "$PKI/apiserver-kubelet-client.key"
             --kubelet-certificate-authority "$PKI/ca.crt"
@@ -85,8 +88,11 @@ comp_argv() {
             --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key"
             --cluster-name staticlet-testenv
             # The default set: garbage collector (mirror pods owned by a deleted Node go),
-            # pod GC, node lifecycle, service accounts, ...
-            --controllers '*'
+            # pod GC, node lifecycle, service accounts, CSR approving and signing, ...; and, as
+            # kubeadm adds them, the two bootstrap-token controllers that are off by default:
+            # bootstrapsigner (signs kube-public/cluster-info) and tokencleaner (deletes
+            # expired token Secrets).
+            --controllers '*,bootstrapsigner,tokencleaner'
             --leader-elect=false
             --bind-address 127.0.0.1 --secure-port "$KCM_PORT"
             --cert-dir "$CL/controller-manager"

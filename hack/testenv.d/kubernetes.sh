@@ -90,17 +90,23 @@ write_etcd_wrapper() {
 }
 
 # go_build WRAPPER NAME PACKAGE LDFLAGS: build into $KUBE_BIN/NAME (atomically), timed.
-go_build() {
-    local w="$1" name="$2" pkg="$3" ld="$4" out="$K8S_ROOT/build-$2.log" t0=$SECONDS
+go_build() { go_build_in "$K8S_ROOT" "$KUBE_BIN" "$@"; }
+
+# go_build_in ROOT BIN WRAPPER NAME PACKAGE LDFLAGS: the same into BIN/NAME, with its log
+# (ROOT/build-NAME.log) and timing (ROOT/build-times) in ROOT, for what is not of the Kubernetes
+# release (metrics-server.sh).
+go_build_in() {
+    local root="$1" bin="$2" w="$3" name="$4" pkg="$5" ld="$6" t0=$SECONDS
+    local out="$root/build-$name.log"
     log "building $name (log $out)"
     if ! (cd "$w" && go_run timeout 3600 go build -trimpath -ldflags "$ld" \
-        -o "$KUBE_BIN/.$name.tmp" "$pkg") >"$out" 2>&1; then
+        -o "$bin/.$name.tmp" "$pkg") >"$out" 2>&1; then
         tail -n 40 "$out" >&2 || true
-        rm -f "$KUBE_BIN/.$name.tmp"
+        rm -f "$bin/.$name.tmp"
         die "building $name failed (log above; full log $out)"
     fi
-    mv -f "$KUBE_BIN/.$name.tmp" "$KUBE_BIN/$name"
-    printf '%s %s %ss\n' "$(date -u +%FT%TZ)" "$name" "$((SECONDS - t0))" >>"$K8S_ROOT/build-times"
+    mv -f "$bin/.$name.tmp" "$bin/$name"
+    printf '%s %s %ss\n' "$(date -u +%FT%TZ)" "$name" "$((SECONDS - t0))" >>"$root/build-times"
     log "built $name in $((SECONDS - t0))s"
 }
 
@@ -115,6 +121,13 @@ kube_binaries_ok() {
     local b
     for b in "$@"; do [[ -x "$KUBE_BIN/$b" ]] || return 1; done
     etcd_current
+}
+
+# kubectl_as KUBECONFIG ARGS...: our kubectl, bounded.
+kubectl_as() {
+    local kc="$1"
+    shift
+    timeout 30 "$KUBE_BIN/kubectl" --kubeconfig "$kc" "$@"
 }
 
 # The -ldflags of the Kubernetes builds. Without the version stamp every component reports v0.0.0
