@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    certs,
     config::Config,
     cri::{Observer, Runtime, SharedCri},
     logs,
@@ -77,7 +78,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let problems = MirrorProblems::default();
     let mut events = Default::default();
     if let Some(kubeconfig) = &config.kubeconfig {
-        check_kubeconfig(kubeconfig, config.bootstrap_kubeconfig.as_deref())?;
+        let bootstrap = needs_bootstrap(kubeconfig, config.bootstrap_kubeconfig.as_deref())?.then(|| {
+            let from = config.bootstrap_kubeconfig.clone().unwrap_or_default();
+            certs::Bootstrap::new(kubeconfig, &from, &config.cert_directory, &config.node_name)
+        });
         let (sender, receiver) = Events::channel();
         events = sender;
         let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
@@ -92,9 +96,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             labels: config.node_labels.clone(),
             taints: config.register_with_taints.clone(),
         };
-        let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
-        tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
-        tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+        let (desired, views, problems) = (desired.clone(), views.clone(), problems.clone());
+        match bootstrap {
+            None => {
+                let sync = MirrorSync::connect(settings, desired, views, problems, receiver).await?;
+                tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
+                tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+            }
+            // The pods start now; the mirrors once the cluster has signed the node's certificate.
+            Some(bootstrap) => {
+                let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
+                tracker.clone().spawn(async move {
+                    if !bootstrap.run(&shutdown).await {
+                        return;
+                    }
+                    match MirrorSync::connect(settings, desired, views, problems, receiver).await {
+                        Ok(sync) => {
+                            tracing::info!(kubeconfig = %bootstrap.kubeconfig.display(), "mirror pods enabled");
+                            sync.run(tracker, shutdown).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the bootstrapped kubeconfig does not work; no mirror pods")
+                        }
+                    }
+                });
+            }
+        }
     }
     let ctx = Arc::new(Context {
         runtime: runtime.clone(),
@@ -157,16 +184,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// A missing --kubeconfig is an error that says why: kubelet would TLS-bootstrap it from
-/// --bootstrap-kubeconfig, which staticlet cannot do yet.
-fn check_kubeconfig(kubeconfig: &std::path::Path, bootstrap: Option<&std::path::Path>) -> anyhow::Result<()> {
-    if kubeconfig.exists() {
-        return Ok(());
-    }
-    match bootstrap.filter(|b| b.exists()) {
+/// Whether --kubeconfig must be TLS-bootstrapped first, as kubelet decides it: with a bootstrap
+/// kubeconfig, whenever the kubeconfig holds no client certificate that is still good. A
+/// kubeconfig that exists is used as it is when there is nothing to bootstrap from.
+fn needs_bootstrap(kubeconfig: &std::path::Path, bootstrap: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let exists = kubeconfig.exists();
+    match bootstrap {
+        Some(_) if certs::kubeconfig::still_valid(kubeconfig, jiff::Timestamp::now()).unwrap_or(false) => Ok(false),
+        Some(bootstrap) if bootstrap.exists() => Ok(true),
+        _ if exists => Ok(false),
         Some(bootstrap) => anyhow::bail!(
-            "kubeconfig {} does not exist, and staticlet cannot TLS-bootstrap it from --bootstrap-kubeconfig {} yet: \
-             write the node's kubeconfig (kubeadm init does)",
+            "kubeconfig {} does not exist, nor does bootstrap kubeconfig {}: write one (kubeadm join writes the \
+             bootstrap kubeconfig, kubeadm init the kubeconfig)",
             kubeconfig.display(),
             bootstrap.display()
         ),
