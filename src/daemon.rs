@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    certs,
     config::{AuthorizationMode, Config},
     cri::{Observer, Runtime, SharedCri},
     logs,
@@ -96,9 +97,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let node_ip = config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip);
     let problems = MirrorProblems::default();
     let mut events = Default::default();
-    let mut client = None;
+    // The node's API client, once there is one (at once, or after TLS bootstrap): the kubelet
+    // API's token and access reviews and the serving CSR use it.
+    let (client_tx, client) = tokio::sync::watch::channel::<Option<kube::Client>>(None);
     if let Some(kubeconfig) = &config.kubeconfig {
-        check_kubeconfig(kubeconfig, config.bootstrap_kubeconfig.as_deref())?;
+        let bootstrap = needs_bootstrap(kubeconfig, config.bootstrap_kubeconfig.as_deref())?.then(|| {
+            let from = config.bootstrap_kubeconfig.clone().unwrap_or_default();
+            certs::Bootstrap::new(kubeconfig, &from, &config.cert_directory, &config.node_name)
+        });
         let (sender, receiver) = Events::channel();
         events = sender;
         let runtime_version = match tokio::time::timeout(Duration::from_secs(2), runtime.version()).await {
@@ -114,10 +120,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             taints: config.register_with_taints.clone(),
             kubelet_port: config.port,
         };
-        let sync = MirrorSync::connect(settings, desired.clone(), views.clone(), problems.clone(), receiver).await?;
-        client = Some(sync.client());
-        tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
-        tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+        let (desired, views, problems) = (desired.clone(), views.clone(), problems.clone());
+        match bootstrap {
+            None => {
+                let sync = MirrorSync::connect(settings, desired, views, problems, receiver).await?;
+                client_tx.send_replace(Some(sync.client()));
+                tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
+                tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+            }
+            // The pods start now; the mirrors once the cluster has signed the node's certificate.
+            Some(bootstrap) => {
+                let (tracker, shutdown, client_tx) = (tracker.clone(), shutdown.clone(), client_tx.clone());
+                tracker.clone().spawn(async move {
+                    if !bootstrap.run(&shutdown).await {
+                        return;
+                    }
+                    match MirrorSync::connect(settings, desired, views, problems, receiver).await {
+                        Ok(sync) => {
+                            client_tx.send_replace(Some(sync.client()));
+                            tracing::info!(kubeconfig = %bootstrap.kubeconfig.display(), "mirror pods enabled");
+                            sync.run(tracker, shutdown).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the bootstrapped kubeconfig does not work; no mirror pods")
+                        }
+                    }
+                });
+            }
+        }
     }
     let ctx = Arc::new(Context {
         runtime: runtime.clone(),
@@ -141,7 +171,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             views: views.clone(),
             metrics: metrics.clone(),
             authn: authn::Authenticator::new(
-                client.clone().filter(|_| config.authentication_token_webhook != Some(false)),
+                if config.authentication_token_webhook == Some(false) {
+                    tokio::sync::watch::channel(None).1
+                } else {
+                    client.clone()
+                },
                 config.anonymous_auth == Some(true),
                 config.authentication_token_webhook_cache_ttl,
             ),
@@ -156,6 +190,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             rates: Default::default(),
         };
         let serving = Arc::new(tls::ServingCert::new(serving_certificate(&config, &node_ip)?));
+        if config.server_tls_bootstrap && config.tls_cert_file.is_none() {
+            // A signed certificate from an earlier run is served at once; else the self-signed
+            // one serves until the kubelet-serving CSR is approved (by an operator) and issued.
+            let names = [config.node_name.clone(), node_ip.clone()];
+            let renewal = certs::Serving::start(&config.cert_directory, &config.node_name, &names, &serving)?;
+            let (slot, mut client, shutdown) = (serving.clone(), client.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                let first = match client.wait_for(Option::is_some).await {
+                    Ok(first) => first.clone().expect("waited for Some"),
+                    Err(_) => return,
+                };
+                let (_keep, clients) = tokio::sync::watch::channel(first);
+                renewal.run(slot, clients, shutdown).await;
+            });
+        }
         let tls = tls::server_config(serving, config.client_ca_file.as_deref())?;
         tracker.spawn(node_api::serve(listener, Arc::new(tls), Arc::new(api), shutdown.clone()));
         tracing::info!(%address, client_ca = ?config.client_ca_file, "kubelet API listening");
@@ -221,16 +270,18 @@ fn serving_certificate(config: &Config, node_ip: &str) -> anyhow::Result<rustls:
     }
 }
 
-/// A missing --kubeconfig is an error that says why: kubelet would TLS-bootstrap it from
-/// --bootstrap-kubeconfig, which staticlet cannot do yet.
-fn check_kubeconfig(kubeconfig: &std::path::Path, bootstrap: Option<&std::path::Path>) -> anyhow::Result<()> {
-    if kubeconfig.exists() {
-        return Ok(());
-    }
-    match bootstrap.filter(|b| b.exists()) {
+/// Whether --kubeconfig must be TLS-bootstrapped first, as kubelet decides it: with a bootstrap
+/// kubeconfig, whenever the kubeconfig holds no client certificate that is still good. A
+/// kubeconfig that exists is used as it is when there is nothing to bootstrap from.
+fn needs_bootstrap(kubeconfig: &std::path::Path, bootstrap: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let exists = kubeconfig.exists();
+    match bootstrap {
+        Some(_) if certs::kubeconfig::still_valid(kubeconfig, jiff::Timestamp::now()).unwrap_or(false) => Ok(false),
+        Some(bootstrap) if bootstrap.exists() => Ok(true),
+        _ if exists => Ok(false),
         Some(bootstrap) => anyhow::bail!(
-            "kubeconfig {} does not exist, and staticlet cannot TLS-bootstrap it from --bootstrap-kubeconfig {} yet: \
-             write the node's kubeconfig (kubeadm init does)",
+            "kubeconfig {} does not exist, nor does bootstrap kubeconfig {}: write one (kubeadm join writes the \
+             bootstrap kubeconfig, kubeadm init the kubeconfig)",
             kubeconfig.display(),
             bootstrap.display()
         ),

@@ -9,6 +9,7 @@
 //! logs from disk and rotates them; `config` is the settings table; `daemon` wires it all;
 //! `retry` holds the two habits every retry loop shares (doubling waits, failures logged once).
 
+pub mod certs;
 pub mod config;
 pub mod cri;
 pub mod daemon;

@@ -88,19 +88,20 @@ fn before_kubeadm_wrote_its_files_staticlet_exits_naming_them_so_systemd_restart
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&path_str(&config)) && stderr.contains("does not exist"), "{stderr}");
 
-    // The config written, but not yet the kubeconfig: kubelet would TLS-bootstrap; we say we cannot.
+    // The config written, but neither the kubeconfig nor the bootstrap kubeconfig yet (kubeadm
+    // join writes the latter): nothing to bootstrap from, so it exits naming both, as kubelet does.
     std::fs::write(&config, kubeadm_kubelet_config(&path_str(&d.manifests), 0, &path_str(&d.logs))).unwrap();
     let bootstrap = d.dir.path().join("bootstrap-kubelet.conf");
-    std::fs::write(&bootstrap, "apiVersion: v1\nkind: Config\n").unwrap();
     let kubeconfig = d.dir.path().join("kubelet.conf");
     let out = Command::new(env!("CARGO_BIN_EXE_staticlet"))
         .args(drop_in_flags(&d, &config))
         .arg(format!("--bootstrap-kubeconfig={}", bootstrap.display()))
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cert-dir={}", d.dir.path().join("pki").display()))
         .arg(format!("--status-address=127.0.0.1:{}", d.status_port))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains(&path_str(&kubeconfig)) && stderr.contains("bootstrap"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&path_str(&kubeconfig)) && stderr.contains(&path_str(&bootstrap)), "{stderr}");
 }

@@ -62,8 +62,8 @@ pub const FIELDS: &[(&str, Class)] = &[
     ("tlsPrivateKeyFile", Honoured),
     ("tlsCipherSuites", NotYet(CONTROL_PLANE_CERTS)),
     ("tlsMinVersion", NotYet(CONTROL_PLANE_CERTS)),
-    ("rotateCertificates", NotYet("the client certificate in --kubeconfig is used as it is, never rotated")),
-    ("serverTLSBootstrap", NotYet("the kubelet API serves tlsCertFile, or a self-signed certificate")),
+    ("rotateCertificates", Honoured),
+    ("serverTLSBootstrap", Honoured),
     ("authentication", Honoured),
     ("authorization", Honoured),
     ("registryPullQPS", NotApplicable("image pulls are the runtime's, one per missing image")),
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(loaded.file.healthz_port, Some(10248));
         assert_eq!(loaded.file.file_check_frequency, None, "0s is kubelet's default");
         let unused: Vec<&str> = loaded.unused.iter().map(|u| u.field).collect();
-        assert!(unused.contains(&"clusterDNS") && unused.contains(&"rotateCertificates"), "{unused:?}");
+        assert!(unused.contains(&"clusterDNS") && unused.contains(&"clusterDomain"), "{unused:?}");
         assert!(!unused.contains(&"staticPodPath"), "{unused:?}");
         assert_eq!(loaded.file.client_ca_file.as_deref(), Some("/etc/kubernetes/pki/ca.crt"), "nested fields are read");
         assert_eq!(loaded.file.anonymous_auth, Some(false));

@@ -391,12 +391,41 @@ settings! {
         default: Vec::new(),
         parse: plain,
     }
-    /// kubelet's TLS bootstrap kubeconfig. staticlet does not bootstrap yet: it is used only to
-    /// say so when --kubeconfig is missing and this file exists.
+    /// kubelet's TLS bootstrap kubeconfig (a bootstrap token): when --kubeconfig holds no client
+    /// certificate that is still good, one is asked for with these credentials, written to
+    /// certDirectory and --kubeconfig written to use it. Static pods run meanwhile.
     bootstrap_kubeconfig: Option<PathBuf> {
         file "bootstrapKubeconfig": Option<String>,
         flag "bootstrap-kubeconfig": Option<String>,
         parse: plain,
+    }
+    /// Directory of the node's certificates and keys, in kubelet's layout
+    /// (`kubelet-client-current.pem`, `kubelet-server-current.pem`; default /var/lib/kubelet/pki).
+    /// kubelet takes it as a flag only.
+    cert_directory: PathBuf {
+        file "certDirectory": Option<String>,
+        flag "cert-dir": Option<String>,
+        default: crate::certs::DEFAULT_CERT_DIR,
+        parse: plain,
+    }
+    /// Renew the client certificate before it expires, with a CSR through the API server
+    /// (default false; kubeadm sets it).
+    rotate_certificates: bool {
+        file "rotateCertificates": Option<bool>,
+        #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        flag "rotate-certificates": Option<String>,
+        default: "false",
+        parse: boolean,
+    }
+    /// Get the kubelet API's serving certificate from the cluster: a kubernetes.io/kubelet-serving
+    /// CSR, which an admin approves (`kubectl certificate approve`); self-signed until then, and
+    /// renewed before it expires (default false). kubelet's flag is --rotate-server-certificates.
+    server_tls_bootstrap: bool {
+        file "serverTLSBootstrap": Option<bool>,
+        #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        flag "rotate-server-certificates": Option<String>,
+        default: "false",
+        parse: boolean,
     }
     /// Accepted with kubelet 1.35's meaning, an image kept from image garbage collection;
     /// staticlet collects no images, and the runtime chooses the sandbox image.
@@ -605,6 +634,15 @@ fn plain<R, T: From<R>>(value: R) -> Result<T, String> {
     Ok(value.into())
 }
 
+/// Go's `strconv.ParseBool`, which kubelet's boolean flags use.
+fn boolean(text: String) -> Result<bool, String> {
+    match text.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not true or false")),
+    }
+}
+
 /// Trailing slashes are dropped, so that a directory has one spelling (`/` stays `/`).
 fn manifest_path(path: String) -> Result<PathBuf, String> {
     let trimmed = path.trim_end_matches('/');
@@ -644,15 +682,6 @@ fn count_of_at_least(min: i32) -> impl Fn(String) -> Result<usize, String> {
     move |text| match text.parse::<i32>() {
         Ok(count) if count >= min => Ok(count as usize),
         _ => Err(format!("{text:?} must be a whole number of at least {min}")),
-    }
-}
-
-/// Go's strconv.ParseBool, which kubelet's boolean flags use.
-fn boolean(text: String) -> Result<bool, String> {
-    match text.as_str() {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{text:?} is not true or false")),
     }
 }
 
@@ -911,18 +940,24 @@ mod tests {
         ("Webhook", "Webhook"),
     ];
 
-    /// The first two SAMPLES that `setting`'s file field accepts and that change the Config, each
-    /// with the flag value meaning the same and the Config the file gives.
+    /// Two SAMPLES that `setting`'s file field accepts and that give different Configs, each
+    /// with the flag value meaning the same and the Config the file gives: the first two that
+    /// change the Config, or for a setting with two values (a boolean), the one that changes it
+    /// and the default.
     fn samples(setting: &Setting) -> [(&'static str, &'static str, Config); 2] {
         let defaults = resolve("", Flags::default()).unwrap();
-        let fitting: Vec<_> = SAMPLES
-            .iter()
-            .filter_map(|&(yaml, flag)| {
-                let config = resolve(&format!("{}: {yaml}\n", setting.file), Flags::default()).ok()?;
-                (config != defaults).then_some((yaml, flag, config))
-            })
-            .take(2)
-            .collect();
+        let mut fitting: Vec<(&str, &str, Config)> = Vec::new();
+        for &(yaml, flag) in SAMPLES {
+            let Ok(config) = resolve(&format!("{}: {yaml}\n", setting.file), Flags::default()) else { continue };
+            if !fitting.iter().any(|(_, _, seen)| *seen == config) {
+                fitting.push((yaml, flag, config));
+            }
+        }
+        fitting.sort_by_key(|(_, _, config)| *config == defaults);
+        fitting.truncate(2);
+        if fitting.iter().all(|(_, _, config)| *config == defaults) {
+            fitting.clear();
+        }
         fitting.try_into().unwrap_or_else(|_| panic!("fewer than two SAMPLES fit {}: add some", setting.file))
     }
 
@@ -1102,6 +1137,19 @@ mod tests {
             let err = resolve(yaml, Flags::default()).unwrap_err();
             assert!(err.to_string().starts_with(field), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn certificate_settings_read_as_kubelets_do() {
+        let defaults = resolve("", Flags::default()).unwrap();
+        assert_eq!(defaults.cert_directory, PathBuf::from("/var/lib/kubelet/pki"));
+        assert!(!defaults.rotate_certificates && !defaults.server_tls_bootstrap, "kubelet's defaults are false");
+        let bare = resolve("", flags(&["--rotate-certificates", "--rotate-server-certificates"])).unwrap();
+        assert!(bare.rotate_certificates && bare.server_tls_bootstrap, "a bare boolean flag means true");
+        let off = resolve("rotateCertificates: true\n", flags(&["--rotate-certificates=F"])).unwrap();
+        assert!(!off.rotate_certificates, "Go's spellings of false");
+        let err = resolve("", flags(&["--rotate-certificates=maybe"])).unwrap_err();
+        assert!(err.to_string().starts_with("rotateCertificates:"), "{err}");
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub enum AuthnError {
 }
 
 pub struct Authenticator {
-    client: Option<kube::Client>,
+    /// The node's API client; None until there is one (TLS bootstrap), or with no API server.
+    client: tokio::sync::watch::Receiver<Option<kube::Client>>,
     anonymous: bool,
     cache_ttl: Duration,
     /// By SHA-256 of the token: the user, or None for a token the API server refused.
@@ -78,7 +79,11 @@ const CACHE_LIMIT: usize = 4096;
 
 impl Authenticator {
     /// `client`: the node's API client when token webhook authentication is on, else None.
-    pub fn new(client: Option<kube::Client>, anonymous: bool, cache_ttl: Duration) -> Self {
+    pub fn new(
+        client: tokio::sync::watch::Receiver<Option<kube::Client>>,
+        anonymous: bool,
+        cache_ttl: Duration,
+    ) -> Self {
         Self { client, anonymous, cache_ttl, cache: Mutex::default(), reviews: AtomicU64::new(0) }
     }
 
@@ -90,8 +95,9 @@ impl Authenticator {
         if let Some(user) = certificate {
             return Ok(user.clone());
         }
-        if let (Some(token), Some(client)) = (bearer_token(headers), &self.client) {
-            match self.review(client, token).await? {
+        let client = self.client.borrow().clone();
+        if let (Some(token), Some(client)) = (bearer_token(headers), client) {
+            match self.review(&client, token).await? {
                 Some(user) => return Ok(user),
                 // kubelet's union of authenticators: a refused token still leaves anonymous.
                 None if self.anonymous => {}
@@ -139,6 +145,10 @@ impl Authenticator {
 mod tests {
     use super::*;
 
+    fn no_client() -> tokio::sync::watch::Receiver<Option<kube::Client>> {
+        tokio::sync::watch::channel(None).1
+    }
+
     fn headers(authorization: &str) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, authorization.parse().unwrap());
@@ -167,9 +177,9 @@ mod tests {
 
     #[tokio::test]
     async fn no_certificate_and_no_token_is_unauthorized_unless_anonymous_is_enabled() {
-        let closed = Authenticator::new(None, false, Duration::from_secs(120));
+        let closed = Authenticator::new(no_client(), false, Duration::from_secs(120));
         assert_eq!(closed.authenticate(None, &http::HeaderMap::new()).await, Err(AuthnError::Unauthorized));
-        let open = Authenticator::new(None, true, Duration::from_secs(120));
+        let open = Authenticator::new(no_client(), true, Duration::from_secs(120));
         let user = open.authenticate(None, &http::HeaderMap::new()).await.unwrap();
         assert_eq!(
             (user.name.as_str(), user.groups.as_slice()),

@@ -66,7 +66,8 @@ pub enum AuthzError {
 type Key = (User, &'static str, &'static str);
 
 pub struct Authorizer {
-    client: Option<kube::Client>,
+    /// The node's API client; None until there is one (TLS bootstrap), or with no API server.
+    client: tokio::sync::watch::Receiver<Option<kube::Client>>,
     node: String,
     mode: AuthorizationMode,
     allowed_ttl: Duration,
@@ -80,7 +81,7 @@ const CACHE_LIMIT: usize = 4096;
 
 impl Authorizer {
     pub fn new(
-        client: Option<kube::Client>,
+        client: tokio::sync::watch::Receiver<Option<kube::Client>>,
         node: String,
         mode: AuthorizationMode,
         allowed_ttl: Duration,
@@ -113,7 +114,7 @@ impl Authorizer {
                 return Ok(allowed);
             }
         }
-        let Some(client) = &self.client else {
+        let Some(client) = self.client.borrow().clone() else {
             return Err(AuthzError::Review("no API server to ask (authorization mode Webhook)".into()));
         };
         self.reviews.fetch_add(1, Ordering::Relaxed);
@@ -192,9 +193,11 @@ mod tests {
     async fn always_allow_needs_no_api_server_and_webhook_without_one_is_an_error_not_a_yes() {
         let user = User { name: "u".into(), uid: String::new(), groups: vec![], extra: Default::default() };
         let d = Duration::from_secs(1);
-        let open = Authorizer::new(None, "n".into(), AuthorizationMode::AlwaysAllow, d, d);
+        let open =
+            Authorizer::new(tokio::sync::watch::channel(None).1, "n".into(), AuthorizationMode::AlwaysAllow, d, d);
         assert_eq!(open.authorize(&user, &http::Method::GET, "/pods").await, Ok(()));
-        let webhook = Authorizer::new(None, "n".into(), AuthorizationMode::Webhook, d, d);
+        let webhook =
+            Authorizer::new(tokio::sync::watch::channel(None).1, "n".into(), AuthorizationMode::Webhook, d, d);
         assert!(matches!(webhook.authorize(&user, &http::Method::GET, "/pods").await, Err(AuthzError::Review(_))));
     }
 }
