@@ -100,6 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // The node's API client, once there is one (at once, or after TLS bootstrap): the kubelet
     // API's token and access reviews and the serving CSR use it.
     let (client_tx, client) = tokio::sync::watch::channel::<Option<kube::Client>>(None);
+    let client_tx = Arc::new(client_tx);
     if let Some(kubeconfig) = &config.kubeconfig {
         let bootstrap = needs_bootstrap(kubeconfig, config.bootstrap_kubeconfig.as_deref())?.then(|| {
             let from = config.bootstrap_kubeconfig.clone().unwrap_or_default();
@@ -120,13 +121,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             taints: config.register_with_taints.clone(),
             kubelet_port: config.port,
         };
-        let (desired, views, problems) = (desired.clone(), views.clone(), problems.clone());
+        let mirrors = Mirrors {
+            settings,
+            desired: desired.clone(),
+            views: views.clone(),
+            problems: problems.clone(),
+            events: receiver,
+        };
+        let clients = certs::ClientCerts::new(kubeconfig, &config.cert_directory, &config.node_name);
+        let rotate = config.rotate_certificates;
         match bootstrap {
             None => {
-                let sync = MirrorSync::connect(settings, desired, views, problems, receiver).await?;
-                client_tx.send_replace(Some(sync.client()));
+                let (client, in_use) = clients.client().await?;
                 tracing::info!(kubeconfig = %kubeconfig.display(), "mirror pods enabled");
-                tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+                mirrors.start(client, in_use, rotate.then_some(clients), &client_tx, &tracker, &shutdown);
             }
             // The pods start now; the mirrors once the cluster has signed the node's certificate.
             Some(bootstrap) => {
@@ -135,11 +143,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     if !bootstrap.run(&shutdown).await {
                         return;
                     }
-                    match MirrorSync::connect(settings, desired, views, problems, receiver).await {
-                        Ok(sync) => {
-                            client_tx.send_replace(Some(sync.client()));
+                    match clients.client().await {
+                        Ok((client, in_use)) => {
                             tracing::info!(kubeconfig = %bootstrap.kubeconfig.display(), "mirror pods enabled");
-                            sync.run(tracker, shutdown).await;
+                            mirrors.start(client, in_use, rotate.then_some(clients), &client_tx, &tracker, &shutdown);
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "the bootstrapped kubeconfig does not work; no mirror pods")
@@ -201,8 +208,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     Ok(first) => first.clone().expect("waited for Some"),
                     Err(_) => return,
                 };
-                let (_keep, clients) = tokio::sync::watch::channel(first);
-                renewal.run(slot, clients, shutdown).await;
+                // Renewed client certificates reach the serving renewal too.
+                let (renewed_tx, renewed) = tokio::sync::watch::channel(first);
+                let forward = async move {
+                    while client.changed().await.is_ok() {
+                        if let Some(c) = client.borrow().clone() {
+                            renewed_tx.send_replace(c);
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = renewal.run(slot, renewed, shutdown) => {}
+                    _ = forward => {}
+                }
             });
         }
         let tls = tls::server_config(serving, config.client_ca_file.as_deref())?;
@@ -256,6 +274,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("tasks did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// What the mirror sync needs besides its client.
+struct Mirrors {
+    settings: mirror::Settings,
+    desired: tokio::sync::watch::Receiver<Arc<crate::desired::Desired>>,
+    views: Views,
+    problems: MirrorProblems,
+    events: tokio::sync::mpsc::UnboundedReceiver<crate::supervisor::events::PodEvent>,
+}
+
+impl Mirrors {
+    /// Starts the mirror sync with `client`; with `rotation`, renews its certificate and hands
+    /// each renewed client to the sync and to the kubelet API (`shared`).
+    fn start(
+        self,
+        client: kube::Client,
+        in_use: Option<certs::identity::CertInfo>,
+        rotation: Option<certs::ClientCerts>,
+        shared: &Arc<tokio::sync::watch::Sender<Option<kube::Client>>>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        shared.send_replace(Some(client.clone()));
+        let mut sync =
+            MirrorSync::new(client.clone(), self.settings, self.desired, self.views, self.problems, self.events);
+        if let Some(rotation) = rotation {
+            let (renewed_tx, renewed) = tokio::sync::watch::channel(client);
+            tracker.spawn(rotation.run(in_use, renewed_tx, shutdown.clone()));
+            sync = sync.with_rotation(renewed.clone());
+            let (shared, mut renewed) = (shared.clone(), renewed);
+            tracker.spawn(async move {
+                while renewed.changed().await.is_ok() {
+                    shared.send_replace(Some(renewed.borrow().clone()));
+                }
+            });
+        }
+        tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
+    }
 }
 
 /// tlsCertFile and tlsPrivateKeyFile if given, else a self-signed certificate for the node.

@@ -325,3 +325,74 @@ fn a_daemon_with_only_a_bootstrap_kubeconfig_joins_registers_its_node_and_mirror
     assert!(std::fs::read_link(pki.join("kubelet-client-current.pem")).is_ok());
     assert!(d.log().contains("TLS bootstrap done"), "{}", d.log());
 }
+
+/// A kubeconfig for system:node:<node> whose certificate, signed by the cluster CA, is 23 of its
+/// 24 hours old: past kubelet's rotation deadline (70 to 90 % of its life), still valid.
+fn kubeconfig_near_expiry(node: &str, dir: &Path) -> std::path::PathBuf {
+    use base64::Engine as _;
+    let pki = Path::new(&std::env::var("STATICLET_TESTENV_DIR").unwrap()).join("cluster/pki");
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let ca_pem = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(23 * 3600)).into();
+    params.not_after = (now + Duration::from_secs(3600)).into();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = std::fs::read_to_string(node_kubeconfig(node))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_owned))
+        .unwrap();
+    let path = dir.join("kubelet.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: u\n  user:\n    client-certificate-data: {crt}\n    client-key-data: {key}\n\
+             contexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            ca = b64(&ca_pem),
+            crt = b64(&cert.pem()),
+            key = b64(&key.serialize_pem()),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_daemon_renews_a_client_certificate_past_its_deadline_and_keeps_mirroring_with_the_new_one() {
+    let _serial = serial();
+    let mut d = Daemon::new("client-renewal");
+    let _cleanup = (NodeCleanup(d.node.clone()), CsrCleanup(d.node.clone()));
+    let kubeconfig = kubeconfig_near_expiry(&d.node, d.dir.path());
+    let pki = d.dir.path().join("pki");
+    d.extra = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--cert-dir={}", pki.display()),
+        "--rotate-certificates".into(),
+        "--node-ip=127.0.0.1".into(),
+    ];
+    d.start();
+    // kubeadm's selfnodeclient binding has kube-controller-manager approve the renewal.
+    d.wait_until("the renewed client certificate is in use", Duration::from_secs(60), |d| {
+        d.log().contains("client certificate renewed")
+    });
+    let current = pki.join("kubelet-client-current.pem");
+    let renewed = CertInfo::from_pem(std::fs::read(&current).unwrap().as_slice(), "current").unwrap();
+    assert!(renewed.not_after > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2), "a full new lifetime");
+    let csrs = csrs_of(&d.node, "kubernetes.io/kube-apiserver-client-kubelet");
+    assert_eq!(csrs.len(), 1, "one renewal CSR: {csrs:#?}");
+    // The mirror sync goes on with the new client: a pod written now gets its mirror.
+    d.write_manifest("web.yaml", &web_pod("after-renewal", free_port()));
+    let mirror = format!("after-renewal-{}", d.node);
+    d.wait_until("the new pod's mirror is Running", Duration::from_secs(60), |_| {
+        let (ok, out, _) = kubectl(&["get", "pod", "-n", "default", &mirror, "-o", "jsonpath={.status.phase}"]);
+        ok && out == "Running"
+    });
+}

@@ -62,6 +62,8 @@ pub struct MirrorSync {
     views: Views,
     problems: MirrorProblems,
     events: mpsc::UnboundedReceiver<PodEvent>,
+    /// Clients with a renewed certificate (rotateCertificates).
+    rotation: Option<watch::Receiver<Client>>,
 }
 
 /// How a pod's pass ended when nothing failed.
@@ -108,7 +110,7 @@ impl MirrorSync {
         problems: MirrorProblems,
         events: mpsc::UnboundedReceiver<PodEvent>,
     ) -> Self {
-        Self { client, settings, desired, views, problems, events }
+        Self { client, settings, desired, views, problems, events, rotation: None }
     }
 
     /// The API client, for the kubelet API's token and access reviews.
@@ -116,8 +118,41 @@ impl MirrorSync {
         self.client.clone()
     }
 
+    /// With client certificate rotation: each client sent on `clients` replaces the one in use
+    /// (the watch and the Node keeper start again with it; a pod's mirror is unaffected).
+    pub fn with_rotation(mut self, clients: watch::Receiver<Client>) -> Self {
+        self.rotation = Some(clients);
+        self
+    }
+
     /// Runs until `shutdown`; the Node keeper and the watch run as their own tasks on `tracker`.
     pub async fn run(mut self, tracker: TaskTracker, shutdown: CancellationToken) {
+        let mut rotation = self.rotation.take();
+        loop {
+            // One generation per client: rotating the certificate ends it and starts the next.
+            let generation = shutdown.child_token();
+            let rotated = async {
+                let renewed = match rotation.as_mut() {
+                    Some(clients) => clients.changed().await.is_ok(),
+                    None => false,
+                };
+                if !renewed {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = self.run_with_client(&tracker, generation.clone()) => return,
+                _ = rotated => {}
+            }
+            generation.cancel();
+            if let Some(clients) = &rotation {
+                self.client = clients.borrow().clone();
+            }
+            tracing::info!("client certificate renewed: the mirror sync continues with it");
+        }
+    }
+
+    async fn run_with_client(&mut self, tracker: &TaskTracker, shutdown: CancellationToken) {
         let facts = NodeFacts {
             labels: self.settings.labels.clone(),
             taints: self.settings.taints.clone(),
