@@ -396,3 +396,36 @@ fn a_daemon_renews_a_client_certificate_past_its_deadline_and_keeps_mirroring_wi
         ok && out == "Running"
     });
 }
+
+#[test]
+fn kubectl_logs_works_once_the_serving_csr_is_approved_with_no_restart() {
+    let _serial = serial();
+    let mut d = Daemon::new("serving-csr");
+    let _cleanup = (NodeCleanup(d.node.clone()), CsrCleanup(d.node.clone()));
+    let pki_dir = Path::new(&std::env::var("STATICLET_TESTENV_DIR").unwrap()).join("cluster/pki");
+    d.extra = vec![
+        format!("--kubeconfig={}", node_kubeconfig(&d.node)),
+        format!("--cert-dir={}", d.dir.path().join("pki").display()),
+        "--rotate-server-certificates".into(),
+        format!("--client-ca-file={}", pki_dir.join("ca.crt").display()),
+        "--node-ip=127.0.0.1".into(),
+    ];
+    d.write_manifest("talk.yaml", &shell_pod("talk", "echo said-once; sleep 3600", ""));
+    d.start();
+    let mirror = format!("talk-{}", d.node);
+    d.wait_until("the mirror is Running", Duration::from_secs(60), |_| {
+        kubectl(&["get", "pod", &mirror, "-o", "jsonpath={.status.phase}"]).1 == "Running"
+    });
+    // Self-signed until approved: the API server checks kubelet certificates against the CA.
+    let (ok, _, err) = kubectl(&["logs", &mirror]);
+    assert!(!ok && err.contains("x509"), "refused while self-signed: {err}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let csr = runtime.block_on(approve_the_csr(&d.node, "kubernetes.io/kubelet-serving"));
+    let (_, names) = request_of(&csr);
+    assert!(names.contains(&"IPAddress(7f:00:00:01)".to_owned()), "the node's address is a SAN: {names:?}");
+    let pid = d.pid();
+    d.wait_until("kubectl logs works through the signed certificate", Duration::from_secs(30), |_| {
+        kubectl(&["logs", &mirror]).1 == "said-once\n"
+    });
+    assert_eq!(d.pid(), pid, "swapped in without a restart");
+}
