@@ -276,3 +276,41 @@ fn the_control_plane_lives_under_staticlet() {
     assert!(events.contains("kube-scheduler") && events.contains("Liveness probe failed"), "{events}");
     node.stop_agent();
 }
+
+#[test]
+fn metrics_server_scrapes_staticlet_and_kubectl_top_and_logs_work_on_the_control_plane() {
+    let _serial = serial();
+    let mut node = KubeadmNode::fresh();
+    node.start_agent(Agent::Staticlet);
+    node.wait_until("staticlet waits for kubeadm's files", Duration::from_secs(30), |n| n.agent_starts() >= 2);
+    let (ok, out, _) = node.init_with_kubelet_config("serverTLSBootstrap: true\n");
+    assert!(ok, "kubeadm init failed:\n{out}\n--- staticlet ---\n{}", node.agent_log());
+    wait_all_ready(&node);
+
+    // The serving certificate: asked for by CSR, approved here as an operator approves it.
+    node.wait_until("staticlet's kubelet-serving CSR is approved", Duration::from_secs(60), |n| {
+        n.approve_serving_csrs() > 0
+    });
+    let etcd = format!("etcd-{}", node.name);
+    let (ok, logs, err) = node.kubectl(&["logs", "-n", "kube-system", &etcd, "--tail", "5"]);
+    assert!(ok && logs.lines().count() == 5, "kubectl logs of etcd: {logs}{err}");
+    let (ok, out, err) = node.kubectl(&["exec", "-n", "kube-system", &etcd, "--", "etcd", "--version"]);
+    assert!(ok && out.contains("etcd Version"), "kubectl exec in etcd: {out}{err}");
+
+    // metrics-server checks the serving certificate against the cluster CA (no insecure TLS).
+    let (ok, out, err) = node.metrics_server(&["up"]);
+    assert!(ok, "metrics-server up: {out}{err}");
+    node.wait_until("kubectl top node shows the node", Duration::from_secs(120), |n| {
+        let (ok, out, _) = n.kubectl(&["top", "node", "--no-headers"]);
+        ok && out.starts_with(&n.name)
+    });
+    node.wait_until("kubectl top pod shows the control plane", Duration::from_secs(60), |n| {
+        let (ok, out, _) = n.kubectl(&["top", "pod", "-n", "kube-system", "--no-headers"]);
+        ok && COMPONENTS.iter().all(|c| out.contains(&format!("{c}-{}", n.name)))
+    });
+    let (_, top, _) =
+        node.kubectl(&["top", "pod", "-n", "kube-system", &format!("kube-apiserver-{}", node.name), "--no-headers"]);
+    let memory = top.split_whitespace().nth(2).unwrap_or_default();
+    assert!(memory.ends_with("Mi") && memory != "0Mi", "kube-apiserver's memory as metrics-server read it: {top}");
+    let _ = node.metrics_server(&["down"]);
+}

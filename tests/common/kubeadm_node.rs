@@ -105,6 +105,30 @@ impl KubeadmNode {
         text(&self.exec(&[&[kubeadm.as_str()], args].concat()))
     }
 
+    /// `hack/testenv kubeadm-node metrics-server ARGS` (after `kubeadm init`).
+    pub fn metrics_server(&self, args: &[&str]) -> (bool, String, String) {
+        text(&testenv().arg("metrics-server").args(args).stdin(Stdio::null()).output().unwrap())
+    }
+
+    /// Approves the node's pending kubelet-serving CSRs as the admin, as an operator would;
+    /// returns how many it approved.
+    pub fn approve_serving_csrs(&self) -> usize {
+        let Some(list) = self.kubectl_json(&["get", "csr"]) else { return 0 };
+        let pending: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+            .filter(|c| c["status"]["conditions"].as_array().is_none_or(|c| c.is_empty()))
+            .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        for name in &pending {
+            let (ok, _, err) = self.kubectl(&["certificate", "approve", name]);
+            assert!(ok, "approving {name}: {err}");
+        }
+        pending.len()
+    }
+
     /// kubectl inside the node, as the cluster admin kubeadm made.
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let kubectl = self.env["STATICLET_KADM_KUBECTL"].clone();
