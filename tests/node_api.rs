@@ -324,3 +324,77 @@ fn a_slow_client_is_cut_off_and_does_not_hold_the_api() {
     // Meanwhile others were served.
     assert_eq!(curl(&d, "/healthz", &[]).0, 401, "answered (unauthenticated) while the idle one hung");
 }
+
+#[test]
+fn logs_follow_ends_with_the_last_line_when_the_container_exits_and_follows_the_restarted_one() {
+    let _guard = serial();
+    let mut d = node_with_api("node_api_follow_restart");
+    let _cleanup = Cleanup(d.node.clone());
+    // Runs 3 s, says goodbye, exits 1; restartPolicy Always brings it back (after a back-off).
+    d.write_manifest(
+        "blinker.yaml",
+        &shell_pod("blinker", "echo hello-$(date +%s%N); sleep 3; echo goodbye; exit 1", ""),
+    );
+    d.start();
+    let blinker = format!("blinker-{}", d.node);
+    wait_for_mirror_running(&d, &blinker);
+    let started = Instant::now();
+    let out =
+        Command::new("timeout").args(["30", "kubectl", "logs", "-f", &blinker]).stdin(Stdio::null()).output().unwrap();
+    let followed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "logs -f ended by itself, not by the 30 s timeout: {followed:?}");
+    assert!(followed.ends_with("goodbye\n"), "the last line came before the end: {followed:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "ended when the container did");
+    // The restarted container is followed by the next logs -f, from its own first line.
+    d.wait_until("the container restarted", Duration::from_secs(60), |_| {
+        kubectl(&["get", "pod", &blinker, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]).1 == "1"
+            && kubectl(&["get", "pod", &blinker, "-o", "jsonpath={.status.phase}"]).1 == "Running"
+    });
+    let (ok, current, _) = kubectl(&["logs", &blinker]);
+    let (_, previous, previous_err) = kubectl(&["logs", &blinker, "--previous"]);
+    assert!(ok && current.starts_with("hello-") && current != previous, "{current:?} vs {previous:?}");
+    assert!(previous.ends_with("goodbye\n"), "--previous is the exited one: {previous:?} {previous_err}");
+}
+
+#[test]
+fn a_hundred_concurrent_follows_all_get_every_new_line() {
+    let _guard = serial();
+    let mut d = node_with_api("node_api_hundred");
+    let _cleanup = Cleanup(d.node.clone());
+    d.write_manifest(
+        "ticker.yaml",
+        &shell_pod("ticker", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.5; done", ""),
+    );
+    d.start();
+    let ticker = format!("ticker-{}", d.node);
+    wait_for_mirror_running(&d, &ticker);
+    let followers: Vec<std::process::Child> = (0..100)
+        .map(|_| {
+            Command::new("timeout")
+                .args(["12", "kubectl", "logs", "-f", &ticker, "--tail", "0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<std::process::Output> = followers.into_iter().map(|f| f.wait_with_output().unwrap()).collect();
+    let ticks: Vec<usize> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("tick-")).count())
+        .collect();
+    let failed: Vec<String> = outputs
+        .iter()
+        .zip(&ticks)
+        .filter(|(_, n)| **n < 5)
+        .map(|(o, n)| format!("{n} ticks: {}", String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "every follower saw the ticks of its 12 s: {} short of 5: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(d.exit_status().is_none(), "staticlet is still running");
+}

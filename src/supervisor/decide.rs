@@ -201,7 +201,7 @@ impl<'a> Here<'a> {
 /// sandboxes other than the ready one are dead weight.
 fn cleanup(rt: &RuntimePod, ready_sandbox: &str) -> Option<Action> {
     let mut keep: HashMap<&str, &str> = HashMap::new();
-    for c in rt.containers.iter().rev() {
+    for c in rt.containers.iter().rev().filter(|c| c.state == ContainerState::Exited) {
         keep.entry(c.name.as_str()).or_insert(c.id.as_str());
     }
     let containers: Vec<String> = rt
@@ -551,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn older_dead_containers_are_removed_and_the_newest_kept() {
+    fn older_dead_containers_are_removed_and_the_newest_dead_one_kept_for_logs_previous() {
         let mut rt = running_pod(Running);
         rt.containers.insert(0, container("a0", "s1", "a", Exited, 0));
         rt.containers.insert(0, container("a00", "s1", "a", Exited, 0));
@@ -559,7 +559,8 @@ mod tests {
         rt.containers.push(container("a2", "s1", "a", Running, 2));
         assert_eq!(
             decide("Always", Some(rt), &[], &CrashBackoff::default(), 0),
-            Action::Cleanup { containers: vec!["a00".into(), "a0".into()], sandboxes: vec![] }
+            Action::Cleanup { containers: vec!["a00".into()], sandboxes: vec![] },
+            "a0, the newest dead one, stays while a2 runs"
         );
     }
 }
