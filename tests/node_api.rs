@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,10 +17,6 @@ fn kubectl(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-fn pki() -> PathBuf {
-    Path::new(&std::env::var("STATICLET_TESTENV_DIR").expect("eval \"$(hack/testenv env)\" first")).join("cluster/pki")
-}
-
 fn node_kubeconfig(node: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
     let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
@@ -29,40 +24,17 @@ fn node_kubeconfig(node: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A certificate signed by the cluster CA (`extension` is an openssl extension section body).
-fn issue(dir: &Path, name: &str, subject: &str, extension: &str) -> (PathBuf, PathBuf) {
-    let (key, crt, ext) =
-        (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")), dir.join(format!("{name}.ext")));
-    std::fs::write(&ext, format!("[ext]\n{extension}\n")).unwrap();
-    let ca = pki();
-    let script = format!(
-        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {key} -subj '{subject}' 2>/dev/null | \
-         openssl x509 -req -CA {ca}/ca.crt -CAkey {ca}/ca.key -days 1 -extfile {ext} -extensions ext -out {crt} 2>/dev/null",
-        key = key.display(),
-        crt = crt.display(),
-        ext = ext.display(),
-        ca = ca.display()
-    );
-    assert!(Command::new("sh").args(["-c", &script]).status().unwrap().success(), "openssl: {subject}");
-    (crt, key)
-}
-
 /// A cluster node whose kubelet API serves a certificate of the cluster CA (what the API
 /// server's --kubelet-certificate-authority checks) and checks client certificates against it.
 fn node_with_api(test: &str) -> Daemon {
     let mut d = Daemon::new(test);
-    let (crt, key) = issue(
-        d.dir.path(),
-        "serving",
-        &format!("/O=system:nodes/CN=system:node:{}", d.node),
-        &format!("subjectAltName=IP:127.0.0.1,DNS:{}\nextendedKeyUsage=serverAuth", d.node),
-    );
+    let (crt, key) = serving_cert(d.dir.path(), &d.node);
     d.extra = vec![
         format!("--kubeconfig={}", node_kubeconfig(&d.node)),
         "--node-ip=127.0.0.1".into(),
         format!("--tls-cert-file={}", crt.display()),
         format!("--tls-private-key-file={}", key.display()),
-        format!("--client-ca-file={}", pki().join("ca.crt").display()),
+        format!("--client-ca-file={}", cluster_pki().join("ca.crt").display()),
     ];
     d
 }
@@ -84,7 +56,7 @@ fn wait_for_mirror_running(d: &Daemon, mirror: &str) {
 /// curl against the node's kubelet API; returns (HTTP status, body). `auth` are curl options.
 fn curl(d: &Daemon, path: &str, auth: &[&str]) -> (u16, String) {
     let url = format!("https://127.0.0.1:{}{path}", d.kubelet_port);
-    let ca = pki().join("ca.crt");
+    let ca = cluster_pki().join("ca.crt");
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert", &ca.display().to_string(), "-w", "\n%{http_code}"])
         .args(auth)
@@ -224,7 +196,8 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
     // Nobody: 401.
     assert_eq!(curl(&d, "/pods", &[]).0, 401);
     // The API server's own client identity (system:masters): everything.
-    let apiserver = (pki().join("apiserver-kubelet-client.crt"), pki().join("apiserver-kubelet-client.key"));
+    let apiserver =
+        (cluster_pki().join("apiserver-kubelet-client.crt"), cluster_pki().join("apiserver-kubelet-client.key"));
     let as_apiserver =
         ["--cert", &*apiserver.0.display().to_string(), "--key", &*apiserver.1.display().to_string()].map(String::from);
     let as_apiserver: Vec<&str> = as_apiserver.iter().map(String::as_str).collect();
@@ -234,7 +207,7 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
     assert!(code == 200 && body.contains(&quiet), "{code} {body}");
 
     // A user of the cluster CA with nodes/metrics and nodes/stats only: those yes, logs no.
-    let (crt, key) = issue(dir, "viewer", "/CN=metrics-viewer", "extendedKeyUsage=clientAuth");
+    let (crt, key) = issue_cert(dir, "viewer", "/CN=metrics-viewer", "extendedKeyUsage=clientAuth");
     let role = format!("{}-metrics", d.node);
     let _ = kubectl(&["create", "clusterrole", &role, "--verb=get", "--resource=nodes/metrics,nodes/stats"]);
     let _ =

@@ -334,3 +334,37 @@ pub fn web_pod(name: &str, port: u16) -> String {
         image = image()
     )
 }
+
+/// The test cluster's PKI directory (`hack/testenv up --cluster`).
+pub fn cluster_pki() -> PathBuf {
+    Path::new(&std::env::var("STATICLET_TESTENV_DIR").expect("eval \"$(hack/testenv env)\" first")).join("cluster/pki")
+}
+
+/// A certificate signed by the cluster CA, with openssl (`extension` is an openssl extension
+/// section's body): a serving certificate the API server trusts, a user's client certificate.
+pub fn issue_cert(dir: &Path, name: &str, subject: &str, extension: &str) -> (PathBuf, PathBuf) {
+    let (key, crt, ext) =
+        (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")), dir.join(format!("{name}.ext")));
+    std::fs::write(&ext, format!("[ext]\n{extension}\n")).unwrap();
+    let ca = cluster_pki();
+    let script = format!(
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {key} -subj '{subject}' 2>/dev/null | \
+         openssl x509 -req -CA {ca}/ca.crt -CAkey {ca}/ca.key -days 1 -extfile {ext} -extensions ext -out {crt} 2>/dev/null",
+        key = key.display(),
+        crt = crt.display(),
+        ext = ext.display(),
+        ca = ca.display()
+    );
+    assert!(Command::new("sh").args(["-c", &script]).status().unwrap().success(), "openssl: {subject}");
+    (crt, key)
+}
+
+/// A serving certificate of the cluster CA for a node on 127.0.0.1.
+pub fn serving_cert(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
+    issue_cert(
+        dir,
+        "serving",
+        &format!("/O=system:nodes/CN=system:node:{node}"),
+        &format!("subjectAltName=IP:127.0.0.1,DNS:{node}\nextendedKeyUsage=serverAuth"),
+    )
+}
