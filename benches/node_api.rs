@@ -109,7 +109,7 @@ fn measure(report: &mut Report, system: &str, node: &str, pid: u32, runs: usize,
     let cp = timed(3, || {
         let _ = std::fs::remove_file(&copy);
         kubectl(&["cp", &format!("default/{big}:/tmp/big"), &copy.display().to_string()]).0
-            && std::fs::metadata(&copy).map(|m| m.len()) == Ok(BIG_MIB << 20)
+            && std::fs::metadata(&copy).is_ok_and(|m| m.len() == BIG_MIB << 20)
     });
     report.latency("kubectl cp 100 MiB out", system, &cp);
 
