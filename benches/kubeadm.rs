@@ -20,17 +20,12 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use common::kubeadm_node::{Agent, KubeadmNode, cmdline};
+use common::kubeadm_node::{Agent, KUBELET_EXTRA, KubeadmNode, cmdline};
 use report::{KUBELET, Report, STATICLET};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
-
-/// What kubelet needs on this machine besides kubeadm's configuration (swap accounting off, no
-/// local storage isolation), as the probes benchmark found. staticlet is given kubeadm's
-/// configuration unchanged.
-const KUBELET_EXTRA: &str = "failSwapOn: false\nlocalStorageCapacityIsolation: false\n";
 
 #[derive(Default)]
 struct Figures {

@@ -1,188 +1,146 @@
-//! The kubelet API through the real API server, for staticlet and for the real kubelet, each
-//! registered as its own Node (system:node:<name>, Node,RBAC, NodeRestriction), serving a
-//! certificate of the cluster CA, with webhook authentication and authorization (kubeadm's
-//! settings), on the same containerd, one after the other:
+//! The kubelet API as `kubectl` uses it through the API server, for staticlet and for the real
+//! kubelet (v1.35.8), each the agent of a kubeadm node made afresh (`hack/testenv kubeadm-node`:
+//! kubeadm's control plane and configuration, so both authenticate callers by the cluster CA and
+//! TokenReview and authorize them by SubjectAccessReview):
 //! - `kubectl logs --tail 100` of a pod that wrote 5,000 lines, `BENCH_RUNS` times;
 //! - `kubectl exec -- true`, `BENCH_RUNS` times;
 //! - `kubectl cp` of a 100 MiB file out of a pod, 3 times;
-//! - the node's own API requests (TokenReviews, SubjectAccessReviews) per `kubectl logs`, from
-//!   the API server's audit log;
-//! - the agent's RSS with 100 `kubectl logs -f` open, and the growth over its idle RSS.
+//! - the agent's TokenReviews and SubjectAccessReviews over all of it, per kubelet API call
+//!   (the API server's apiserver_request_total for those resources: nobody else sends them);
+//! - the agent's RSS with 100 `kubectl logs -f` open, its growth over idle, and its CPU then.
 //!
-//! `cargo bench --bench node_api` after `hack/testenv up --cluster` and `eval "$(hack/testenv env)"`.
-//! It prints and records; nothing here asserts.
+//! Each loop runs inside the node (kubectl reaches the API server only there), timed there, so
+//! entering the node's namespaces is not counted. kubeadm's API server does not check the
+//! node's serving certificate, so both serve their self-signed one.
+//!
+//! `cargo bench --bench node_api` after `hack/testenv up` and `hack/testenv kubeadm-node up`.
+//! BENCH_RUNS (default 20). It prints and records; nothing here asserts.
 
-#[path = "support/cluster.rs"]
-mod cluster;
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "support/kubelet.rs"]
-mod kubelet;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/report.rs"]
 mod report;
 
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use common::*;
+use common::kubeadm_node::{Agent, KUBELET_EXTRA, KubeadmNode};
 use report::{KUBELET, Report, STATICLET};
 
 const FOLLOWERS: usize = 100;
-const BIG_MIB: u64 = 100;
+const BIG: u64 = 100 << 20;
+const CALLS_PER_RUN: usize = 2; // logs and exec loops
+const CP_RUNS: usize = 3;
 
-fn kubectl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl").args(args).stdin(Stdio::null()).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into())
+/// Runs `script` in the node with `K` set to kubectl as the admin; its stdout.
+fn sh(node: &KubeadmNode, script: &str) -> String {
+    let kubectl = format!("{} --kubeconfig=/etc/kubernetes/admin.conf", node.env["STATICLET_KADM_KUBECTL"]);
+    let out = node.exec(&["bash", "-c", &format!("K='{kubectl}'; {script}")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The two pods: one that has written 5,000 lines and then one a second; one with a 100 MiB file.
-fn write_pods(manifests: &Path) {
-    let talker = shell_pod(
-        "talker",
-        "i=0; while [ $i -lt 5000 ]; do i=$((i+1)); echo line $i of the talker, some text to make it a line; done; \
-         while true; do echo tick; sleep 1; done",
-        "",
+/// `command` (using $K) run `runs` times in the node, each timed there; failures are left out.
+fn timed(node: &KubeadmNode, runs: usize, command: &str) -> Vec<Duration> {
+    let script = format!(
+        "for i in $(seq {runs}); do t0=$(date +%s%N); if {command} >/dev/null 2>&1; then echo $(( $(date +%s%N) - t0 )); fi; done"
     );
-    std::fs::write(manifests.join("talker.yaml"), talker).unwrap();
-    let big =
-        shell_pod("big", &format!("dd if=/dev/urandom of=/tmp/big bs=1M count={BIG_MIB} 2>/dev/null; sleep 3600"), "");
-    std::fs::write(manifests.join("big.yaml"), big).unwrap();
+    sh(node, &script).lines().filter_map(|l| l.trim().parse().ok()).map(Duration::from_nanos).collect()
 }
 
-fn wait_ready(node: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for pod in ["talker", "big"] {
-        let mirror = format!("{pod}-{node}");
-        while kubectl(&["get", "pod", &mirror, "-o", "jsonpath={.status.phase}"]).1 != "Running" {
-            assert!(Instant::now() < deadline, "{mirror} not Running within 120 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+fn reviews(node: &KubeadmNode) -> f64 {
+    sh(node, "$K get --raw /metrics")
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("resource=\"subjectaccessreviews\"") || l.contains("resource=\"tokenreviews\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn pods(image: &str) -> [(&'static str, String); 2] {
+    let pod = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  hostNetwork: true\n  \
+             containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n"
+        )
+    };
+    [
+        (
+            "talker",
+            pod(
+                "talker",
+                "i=0; while [ $i -lt 5000 ]; do i=$((i+1)); echo line $i of the talker, with some text to make it a line; done; \
+                 while true; do echo tick; sleep 1; done",
+            ),
+        ),
+        ("big", pod("big", &format!("head -c {BIG} /dev/urandom >/tmp/big; sleep 3600"))),
+    ]
+}
+
+fn measure(report: &mut Report, system: &str, agent: Agent, runs: usize) -> Result<(), String> {
+    let mut node = KubeadmNode::fresh();
+    node.start_agent(agent);
+    let (ok, out, _) = node.init_with_kubelet_config(if agent == Agent::Kubelet { KUBELET_EXTRA } else { "" });
+    if !ok {
+        return Err(format!("kubeadm init failed: {out}"));
     }
-    // The talker's 5,000 lines and the big file are written.
-    while !kubectl(&["logs", &format!("talker-{node}"), "--tail", "1"]).1.contains("tick")
-        || !kubectl(&["exec", &format!("big-{node}"), "--", "sh", "-c", "[ $(wc -c </tmp/big) -eq 104857600 ]"]).0
-    {
-        assert!(Instant::now() < deadline, "pods of {node} not done writing within 120 s");
-        std::thread::sleep(Duration::from_millis(500));
+    for (name, manifest) in pods(&common::image()) {
+        node.write_manifest(&format!("/etc/kubernetes/manifests/{name}.yaml"), &manifest);
     }
-}
-
-fn timed(runs: usize, mut f: impl FnMut() -> bool) -> Vec<Duration> {
-    (0..runs)
-        .filter_map(|_| {
-            let t0 = Instant::now();
-            f().then(|| t0.elapsed())
-        })
-        .collect()
-}
-
-fn measure(report: &mut Report, system: &str, node: &str, pid: u32, runs: usize, scratch: &Path) {
-    let (talker, big) = (format!("talker-{node}"), format!("big-{node}"));
-    let user = format!("system:node:{node}");
-    let before = cluster::requests_by(&user);
-    let logs = timed(runs, || kubectl(&["logs", &talker, "--tail", "100"]).1.lines().count() == 100);
-    std::thread::sleep(Duration::from_secs(2)); // the audit log is written in batches
-    let reviews = cluster::new_requests(&before, cluster::requests_by(&user));
-    let review_count: usize = reviews
-        .iter()
-        .filter(|(kind, _)| kind.contains("tokenreviews") || kind.contains("subjectaccessreviews"))
-        .map(|(_, n)| n)
-        .sum();
-    println!("{system}: API requests during {} kubectl logs: {reviews:?}", logs.len());
-    report.latency("kubectl logs --tail 100", system, &logs);
-    report.record(
-        "node API reviews per kubectl logs",
-        system,
-        "requests",
-        vec![review_count as f64 / logs.len().max(1) as f64],
+    let (talker, big) = (format!("talker-{}", node.name), format!("big-{}", node.name));
+    let ready = format!(
+        "$K logs --tail 1 {talker} 2>/dev/null | grep -q tick && [ \"$($K exec {big} -- sh -c 'wc -c </tmp/big' 2>/dev/null)\" = {BIG} ]"
     );
-
-    let exec = timed(runs, || kubectl(&["exec", &talker, "--", "true"]).0);
-    report.latency("kubectl exec -- true", system, &exec);
-
-    let copy = scratch.join(format!("big-{system}"));
-    let cp = timed(3, || {
-        let _ = std::fs::remove_file(&copy);
-        kubectl(&["cp", &format!("default/{big}:/tmp/big"), &copy.display().to_string()]).0
-            && std::fs::metadata(&copy).is_ok_and(|m| m.len() == BIG_MIB << 20)
+    node.wait_until("the talker has talked and the big file is written", Duration::from_secs(180), |n| {
+        sh(n, &format!("{ready} && echo ready")).contains("ready")
     });
-    report.latency("kubectl cp 100 MiB out", system, &cp);
+    let before = reviews(&node);
+    let logs = timed(&node, runs, &format!("[ $($K logs --tail 100 {talker} | wc -l) -eq 100 ]"));
+    report.latency("kubectl logs --tail 100", system, &logs);
+    let exec = timed(&node, runs, &format!("$K exec {big} -- true"));
+    report.latency("kubectl exec -- true", system, &exec);
+    let cp = timed(
+        &node,
+        CP_RUNS,
+        &format!(
+            "{{ rm -f /tmp/big-copy; $K cp default/{big}:/tmp/big /tmp/big-copy && [ $(stat -c %s /tmp/big-copy) = {BIG} ]; }}"
+        ),
+    );
+    sh(&node, "rm -f /tmp/big-copy");
+    report.latency("kubectl cp 100 MiB out of a pod", system, &cp);
+    let calls = runs * CALLS_PER_RUN + CP_RUNS;
+    let per_call = (reviews(&node) - before) / calls as f64;
+    report.record("token + access reviews per kubelet API call", system, "requests", vec![per_call]);
 
+    let pid = node.agent_pid().ok_or("no agent process")?;
     let idle = process::rss_mib(pid);
-    let mut followers: Vec<std::process::Child> = (0..FOLLOWERS)
-        .map(|_| {
-            Command::new("kubectl")
-                .args(["logs", "-f", &talker, "--tail", "1"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    sh(
+        &node,
+        &format!(
+            "for i in $(seq {FOLLOWERS}); do setsid $K logs -f {talker} --tail 1 >/dev/null 2>&1 </dev/null & echo $! >>/tmp/followers; done"
+        ),
+    );
     std::thread::sleep(Duration::from_secs(10));
-    let following = process::rss_mib(pid);
     let cpu = process::cpu_percent(pid, Duration::from_secs(10));
-    for f in &mut followers {
-        let _ = f.kill();
-        let _ = f.wait();
-    }
-    report.record("RSS with 100 kubectl logs -f", system, "MiB", vec![following]);
-    report.record("RSS growth for 100 follows", system, "MiB", vec![following - idle]);
-    report.record("CPU with 100 follows (1 line/s)", system, "%", vec![cpu]);
+    let following = process::rss_mib(pid);
+    sh(&node, "kill $(cat /tmp/followers) 2>/dev/null; rm -f /tmp/followers");
+    report.record("agent RSS with 100 kubectl logs -f", system, "MiB", vec![following]);
+    report.record("agent RSS growth for 100 follows", system, "MiB", vec![following - idle]);
+    report.record("agent CPU with 100 follows (1 line/s)", system, "% of a core", vec![cpu]);
+    node.stop_agent();
+    Ok(())
 }
 
 fn main() {
     let runs = std::env::var("BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
     let mut report = Report::new("node_api");
-    report.context("kubernetes", std::env::var("STATICLET_K8S_VERSION").unwrap_or_default());
+    report.context("kubernetes", "v1.35.8");
     report.context("runs", runs);
-    let scratch = tempfile::tempdir().unwrap();
-    let ca = cluster_pki().join("ca.crt");
-
-    let mut staticlet = Daemon::new("nodeapibench");
-    let (crt, key) = serving_cert(staticlet.dir.path(), &staticlet.node);
-    staticlet.extra = vec![
-        format!("--kubeconfig={}", cluster::node_kubeconfig(&staticlet.node).display()),
-        "--node-ip=127.0.0.1".into(),
-        format!("--tls-cert-file={}", crt.display()),
-        format!("--tls-private-key-file={}", key.display()),
-        format!("--client-ca-file={}", ca.display()),
-    ];
-    write_pods(&staticlet.manifests);
-    staticlet.start();
-    wait_ready(&staticlet.node);
-    measure(&mut report, STATICLET, &staticlet.node.clone(), staticlet.pid(), runs, scratch.path());
-    drop(staticlet);
-
-    let node = node_name("nodeapikubelet");
-    let certs = tempfile::tempdir().unwrap();
-    let (crt, key) = serving_cert(certs.path(), &node);
-    let port = free_port();
-    let server = format!(
-        "authentication: {{x509: {{clientCAFile: {ca}}}, webhook: {{enabled: true}}, anonymous: {{enabled: false}}}}
-authorization: {{mode: Webhook}}
-port: {port}
-tlsCertFile: {crt}
-tlsPrivateKeyFile: {key}
-",
-        ca = ca.display(),
-        crt = crt.display(),
-        key = key.display()
-    );
-    match kubelet::Kubelet::start_with(&node, &endpoint(), Some(&cluster::node_kubeconfig(&node)), &server) {
-        Some(k) => {
-            write_pods(&k.manifests);
-            wait_ready(&k.node);
-            measure(&mut report, KUBELET, &k.node.clone(), k.pid(), runs, scratch.path());
-            let _ = kubectl(&["delete", "node", &k.node, "--wait=false"]);
+    let _serial = common::serial();
+    for (system, agent) in [(STATICLET, Agent::Staticlet), (KUBELET, Agent::Kubelet)] {
+        if let Err(e) = measure(&mut report, system, agent, runs) {
+            eprintln!("{system}: {e}");
         }
-        None => println!("kubelet: not built or not healthy (run `hack/testenv up --cluster`), skipped"),
     }
     report.finish();
 }

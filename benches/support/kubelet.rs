@@ -18,12 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// kubelet's API when it is not under test: anonymous, allowed all, on a private port.
-pub const OPEN_SERVER: &str = "authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
-authorization: {mode: AlwaysAllow}
-port: 10350
-";
-
 pub struct Kubelet {
     pub node: String,
     pub manifests: PathBuf,
@@ -34,12 +28,6 @@ pub struct Kubelet {
 impl Kubelet {
     /// Starts kubelet and waits for its healthz; None when no kubelet binary was built.
     pub fn start(node: &str, endpoint: &str, kubeconfig: Option<&Path>) -> Option<Self> {
-        Self::start_with(node, endpoint, kubeconfig, OPEN_SERVER)
-    }
-
-    /// Starts kubelet with `server`, the KubeletConfiguration lines of its API (authentication,
-    /// authorization, port, certificates), instead of the open private port.
-    pub fn start_with(node: &str, endpoint: &str, kubeconfig: Option<&Path>, server: &str) -> Option<Self> {
         let bin = PathBuf::from(std::env::var("STATICLET_KUBE_BIN").ok()?).join("kubelet");
         if !bin.exists() {
             return None;
@@ -57,7 +45,10 @@ staticPodPath: {manifests}
 failCgroupV1: false
 cgroupDriver: cgroupfs
 containerRuntimeEndpoint: {endpoint}
-{server}readOnlyPort: 0
+authentication: {{anonymous: {{enabled: true}}, webhook: {{enabled: false}}}}
+authorization: {{mode: AlwaysAllow}}
+readOnlyPort: 0
+port: 10350
 healthzPort: 10348
 podLogsDir: {logs}
 cgroupsPerQOS: false

@@ -28,6 +28,11 @@ fn text(out: &Output) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// What kubelet needs on this machine besides kubeadm's configuration (swap accounting off, no
+/// local storage isolation), as the probes benchmark found. staticlet is given kubeadm's
+/// configuration unchanged.
+pub const KUBELET_EXTRA: &str = "failSwapOn: false\nlocalStorageCapacityIsolation: false\n";
+
 /// The node agent under test: staticlet, or kubelet of the same release (for the benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Agent {
