@@ -83,8 +83,8 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_work_on_mirror_pods() {
     let (talker, web) = (format!("talker-{}", d.node), format!("web-{}", d.node));
     wait_for_mirror_running(&d, &talker);
     wait_for_mirror_running(&d, &web);
-    d.wait_until("talker has written 5 lines", Duration::from_secs(20), |_| {
-        kubectl(&["logs", &talker]).1.contains("line-5")
+    d.wait_until("talker has written 10 lines", Duration::from_secs(20), |_| {
+        kubectl(&["logs", &talker]).1.contains("line-10\n")
     });
 
     // logs: all, tail, timestamps, limit, previous (none yet).
@@ -99,7 +99,8 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_work_on_mirror_pods() {
     let (_, limited, _) = kubectl(&["logs", &talker, "--limit-bytes", "3"]);
     assert!(limited.len() == 3 && (limited == "lin" || limited == "err"), "{limited:?}");
     let (_, since, _) = kubectl(&["logs", &talker, "--since", "1s"]);
-    assert!(since.lines().count() < all.lines().count(), "since 1s is a part of it");
+    let (_, all_now, _) = kubectl(&["logs", &talker]);
+    assert!(!since.is_empty() && since.lines().count() < all_now.lines().count(), "since 1s is the last part of it");
     let (ok, _, err) = kubectl(&["logs", &talker, "--previous"]);
     assert!(!ok && err.contains("previous terminated container \"main\""), "{err}");
 

@@ -172,7 +172,7 @@ pub fn stream(path: &Path, req: &LogRequest, out: &mut impl Write) -> Result<(),
 
 /// Whether `path` is now another file than the one being read: the log was rotated (renamed
 /// away, and the runtime writes to a new file at the path).
-pub(crate) fn rotated(open: &std::fs::File, path: &Path) -> bool {
+fn rotated(open: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     match (open.metadata(), std::fs::metadata(path)) {
         (Ok(open), Ok(now)) => (open.dev(), open.ino()) != (now.dev(), now.ino()),

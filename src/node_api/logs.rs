@@ -4,14 +4,16 @@
 //! joined into the line they belong to; with `follow` the stream stays open, a line sent as soon
 //! as it is written, across a log rotation, until the container is no longer running.
 
-use std::{io::SeekFrom, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use jiff::Timestamp;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 
 use crate::{cri::Observer, logs::parse_line};
 
@@ -162,17 +164,17 @@ impl Renderer {
 
 /// Where the last `lines` complete (F-tagged) lines of `file` start: read backwards in
 /// blocks, so a tail of a large file reads little of it.
-async fn tail_start(file: &mut tokio::fs::File, lines: u64) -> std::io::Result<u64> {
-    let len = file.metadata().await?.len();
+fn tail_start(file: &mut std::fs::File, lines: u64) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
     if lines == 0 {
         return Ok(len);
     }
     let mut block = 16 * 1024u64;
     loop {
         let start = len.saturating_sub(block);
-        file.seek(SeekFrom::Start(start)).await?;
+        file.seek(SeekFrom::Start(start))?;
         let mut buf = Vec::with_capacity((len - start) as usize);
-        (&mut *file).take(len - start).read_to_end(&mut buf).await?;
+        (&mut *file).take(len - start).read_to_end(&mut buf)?;
         // Line ends in buf, newest first; a line is complete if its tag is F.
         let mut complete = 0;
         let mut ends = buf.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).peekable();
@@ -219,6 +221,8 @@ pub async fn send(source: Source, options: LogOptions, observer: Arc<Observer>, 
     }
 }
 
+/// Reads with plain blocking calls: the file is local, and a read at its end returns at once,
+/// so a follower costs one read and one stat per idle tick and no thread of the blocking pool.
 async fn read(
     source: &Source,
     options: LogOptions,
@@ -226,22 +230,23 @@ async fn read(
     out: &mpsc::Sender<Bytes>,
 ) -> std::io::Result<()> {
     let follow = options.follow;
-    let mut file = tokio::fs::File::open(&source.path).await?;
+    let mut file = std::fs::File::open(&source.path)?;
     let start = match options.tail_lines {
-        Some(lines) => tail_start(&mut file, lines).await?,
+        Some(lines) => tail_start(&mut file, lines)?,
         None => 0,
     };
-    file.seek(SeekFrom::Start(start)).await?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut open = identity(&file.metadata()?);
     let mut reader = BufReader::new(file);
     let mut renderer = Renderer::new(options);
     let (mut raw, mut chunk) = (String::new(), Vec::with_capacity(CHUNK));
-    let mut idle = Duration::from_millis(50);
+    let mut idle = IDLE_FIRST;
     loop {
         raw.clear();
-        let read = reader.read_line(&mut raw).await?;
+        let read = reader.read_line(&mut raw)?;
         if read > 0 && raw.ends_with('\n') {
             renderer.line(&raw, &mut chunk);
-            idle = Duration::from_millis(50);
+            idle = IDLE_FIRST;
             if chunk.len() >= CHUNK {
                 flush(&mut chunk, out).await?;
             }
@@ -252,15 +257,19 @@ async fn read(
         }
         if read > 0 {
             // Half a line: the runtime is still writing it; read it again whole.
-            reader.seek(SeekFrom::Current(-(read as i64))).await?;
+            reader.seek_relative(-(read as i64))?;
         }
         flush(&mut chunk, out).await?;
         if !follow {
             break;
         }
-        let std_file = reader.get_ref().try_clone().await?.into_std().await;
-        if crate::logs::rotated(&std_file, &source.path) {
-            reader = BufReader::new(tokio::fs::File::open(&source.path).await?);
+        // Rotated: the runtime writes to a new file at the path; this one is read to its end.
+        if let Ok(now) = std::fs::metadata(&source.path)
+            && identity(&now) != open
+        {
+            let file = std::fs::File::open(&source.path)?;
+            open = identity(&file.metadata()?);
+            reader = BufReader::new(file);
             continue;
         }
         if !running(observer, source) {
@@ -270,9 +279,19 @@ async fn read(
             _ = out.closed() => break,
             _ = tokio::time::sleep(idle) => {}
         }
-        idle = (idle * 2).min(Duration::from_millis(400));
+        idle = (idle * 2).min(IDLE_MAX);
     }
     flush(&mut chunk, out).await
+}
+
+/// A follower's wait at the end of the file: short after a line (more tend to follow), longer
+/// while the container is quiet.
+const IDLE_FIRST: Duration = Duration::from_millis(50);
+const IDLE_MAX: Duration = Duration::from_millis(250);
+
+fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (metadata.dev(), metadata.ino())
 }
 
 fn running(observer: &Observer, source: &Source) -> bool {
@@ -378,15 +397,15 @@ mod tests {
         assert_eq!(render(limited, LINES), "one\ntw");
     }
 
-    #[tokio::test]
-    async fn the_tail_starts_at_the_last_complete_lines_partial_ones_counted_with_theirs() {
+    #[test]
+    fn the_tail_starts_at_the_last_complete_lines_partial_ones_counted_with_theirs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         std::fs::write(&path, LINES.concat()).unwrap();
-        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
         let all = LINES.concat();
         for (lines, from) in [(0, all.len()), (1, all.len() - LINES[3].len()), (2, LINES[0].len()), (3, 0), (10, 0)] {
-            assert_eq!(tail_start(&mut file, lines).await.unwrap(), from as u64, "tail {lines}");
+            assert_eq!(tail_start(&mut file, lines).unwrap(), from as u64, "tail {lines}");
         }
     }
 }

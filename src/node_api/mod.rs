@@ -75,6 +75,9 @@ pub async fn serve(
                 }
             },
         };
+        // Interactive streams (exec, attach) and per-line log chunks: no Nagle delay, as Go's
+        // servers default to.
+        let _ = tcp.set_nodelay(true);
         tokio::spawn(connection(acceptor.clone(), tcp, peer, api.clone(), shutdown.clone()));
     }
 }

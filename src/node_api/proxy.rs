@@ -77,6 +77,8 @@ pub async fn forward(req: Request<hyper::body::Incoming>, url: &str) -> Result<R
         .await
         .map_err(|_| backend("connect timed out".into()))?
         .map_err(|e| backend(e.to_string()))?;
+    // SPDY and WebSocket frames are small and interactive: no Nagle delay (Go's default too).
+    let _ = upstream.set_nodelay(true);
     upstream
         .write_all(&request_head(req.method(), &authority, &path, req.headers()))
         .await
