@@ -89,21 +89,8 @@ impl Drop for CsrCleanup {
 
 fn request_of(csr: &Value) -> (String, Vec<String>) {
     use base64::Engine as _;
-    use x509_parser::prelude::FromDer as _;
     let pem = base64::engine::general_purpose::STANDARD.decode(csr["spec"]["request"].as_str().unwrap()).unwrap();
-    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).unwrap();
-    let names = request
-        .requested_extensions()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| match e {
-            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => Some(san),
-            _ => None,
-        })
-        .flat_map(|san| san.general_names.iter().map(|n| n.to_string()))
-        .collect();
-    (request.certification_request_info.subject.to_string(), names)
+    certs::csr::requested(&pem).expect("a PEM certificate request")
 }
 
 /// The library's log in the test's output, shown when a test fails.

@@ -58,6 +58,24 @@ pub fn request(template: &Template, key_pem: Option<&str>) -> Result<Request, Ce
 /// kubelet's name for a bootstrap CSR, `node-csr-<digest>` of the key, subject and usages: a
 /// restarted bootstrap with the same key finds its CSR again (and an approval given meanwhile)
 /// instead of asking twice.
+/// What a CSR asks for: its subject and its subject alternative names (as x509-parser writes
+/// them, `DNSName(n)`, `IPAddress(7f:00:00:01)`); None if it does not parse.
+pub fn requested(csr_pem: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(csr_pem).ok()?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).ok()?;
+    let names = csr
+        .requested_extensions()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| match e {
+            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => Some(san),
+            _ => None,
+        })
+        .flat_map(|san| san.general_names.iter().map(|n| n.to_string()))
+        .collect();
+    Some((csr.certification_request_info.subject.to_string(), names))
+}
+
 pub fn bootstrap_name(template: &Template, public_key_der: &[u8]) -> String {
     let encode = |data: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data);
     let mut hash = sha2::Sha512_256::new();
@@ -199,19 +217,8 @@ mod tests {
     fn a_serving_request_carries_the_subject_and_names() {
         let template = Template::serving("node-a", &["10.0.0.5".into(), "host-a".into()]);
         let request = request(&template, None).unwrap();
-        let (_, block) = x509_parser::pem::parse_x509_pem(request.csr_pem.as_bytes()).unwrap();
-        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).unwrap();
-        assert_eq!(csr.certification_request_info.subject.to_string(), "O=system:nodes, CN=system:node:node-a");
-        let names: Vec<String> = csr
-            .requested_extensions()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| match e {
-                x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => Some(san),
-                _ => None,
-            })
-            .flat_map(|san| san.general_names.iter().map(|n| n.to_string()))
-            .collect();
+        let (subject, names) = requested(request.csr_pem.as_bytes()).unwrap();
+        assert_eq!(subject, "O=system:nodes, CN=system:node:node-a");
         assert_eq!(names, ["DNSName(node-a)", "DNSName(host-a)", "IPAddress(0a:00:00:05)"]);
         assert!(request.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let object = object(&template, &request, None);

@@ -99,19 +99,7 @@ fn humanize(d: Duration) -> String {
     }
 }
 
-/// kube's top-level messages hide the cause ("ServiceError: client error (Connect)"); name it.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(&format!(": {text}"));
-        }
-        source = cause.source();
-    }
-    message
-}
+use crate::mirror::describe;
 
 #[cfg(test)]
 mod tests {

@@ -54,7 +54,7 @@ impl MirrorError {
 }
 
 /// kube's top-level messages hide the cause ("ServiceError: client error (Connect)"); name it.
-fn describe(error: &dyn std::error::Error) -> String {
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
