@@ -196,8 +196,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             stats_files: node_api::stats::NodeFiles::host(&config.root_dir),
             rates: Default::default(),
         };
-        let serving = Arc::new(tls::ServingCert::new(serving_certificate(&config, &node_ip)?));
-        if config.server_tls_bootstrap && config.tls_cert_file.is_none() {
+        let source = certs::ServingSource::choose(
+            config.tls_cert_file.as_deref(),
+            config.tls_private_key_file.as_deref(),
+            config.server_tls_bootstrap,
+        )?;
+        let initial = match &source {
+            certs::ServingSource::Files { cert, key } => certs::serving::from_files(cert, key)?,
+            certs::ServingSource::Bootstrap | certs::ServingSource::SelfSigned => {
+                tls::self_signed(&config.node_name, std::slice::from_ref(&node_ip))?.0
+            }
+        };
+        let serving = Arc::new(tls::ServingCert::new(initial));
+        if source == certs::ServingSource::Bootstrap {
             // A signed certificate from an earlier run is served at once; else the self-signed
             // one serves until the kubelet-serving CSR is approved (by an operator) and issued.
             let names = [config.node_name.clone(), node_ip.clone()];
@@ -312,18 +323,6 @@ impl Mirrors {
             });
         }
         tracker.spawn(sync.run(tracker.clone(), shutdown.clone()));
-    }
-}
-
-/// tlsCertFile and tlsPrivateKeyFile if given, else a self-signed certificate for the node.
-fn serving_certificate(config: &Config, node_ip: &str) -> anyhow::Result<rustls::sign::CertifiedKey> {
-    match (&config.tls_cert_file, &config.tls_private_key_file) {
-        (Some(cert), Some(key)) => {
-            let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("{}", path.display()));
-            Ok(tls::certified_key(&read(cert)?, &read(key)?, &cert.display().to_string())?)
-        }
-        (None, None) => Ok(tls::self_signed(&config.node_name, &[node_ip.to_owned()])?.0),
-        _ => anyhow::bail!("tlsCertFile and tlsPrivateKeyFile go together: give both or neither"),
     }
 }
 

@@ -16,23 +16,6 @@ use staticlet::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out =
-        Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn node_kubeconfig(node: &str) -> String {
-    assert!(
-        std::env::var("KUBECONFIG").is_ok(),
-        "KUBECONFIG is not set: run `hack/testenv up --cluster` and eval its env"
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
-    let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// The CSRs `system:node:<node>` made for `signer`.
 fn csrs_of(node: &str, signer: &str) -> Vec<Value> {
     csrs_by(&format!("system:node:{node}"), signer)
@@ -263,14 +246,6 @@ fn bootstrap_kubeconfig() -> String {
     let out = Command::new("bash").arg(script).args(["bootstrap-kubeconfig", "10m"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-struct NodeCleanup(String);
-
-impl Drop for NodeCleanup {
-    fn drop(&mut self) {
-        let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
-    }
 }
 
 #[test]

@@ -3,29 +3,16 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out =
-        Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 fn kubectl_json(args: &[&str]) -> Option<Value> {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let (ok, out, _) = kubectl(&all);
     ok.then(|| serde_json::from_str(&out).ok()).flatten()
-}
-
-fn node_kubeconfig(node: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
-    let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A daemon with this node's own credentials, as a kubelet would have.
@@ -38,14 +25,6 @@ fn cluster_daemon(test: &str) -> Daemon {
     let kubeconfig = node_kubeconfig(&d.node);
     d.extra = vec![format!("--kubeconfig={kubeconfig}"), "--node-ip=127.0.0.1".into()];
     d
-}
-
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
-    }
 }
 
 /// `kubectl get events` about one object (a pod or the Node) in namespace default.
@@ -72,7 +51,7 @@ fn running(m: &Value) -> bool {
 fn node_registers_with_ready_condition_runtime_and_renewed_lease() {
     let _serial = serial();
     let mut d = cluster_daemon("node");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.wait_until("the node is Ready", Duration::from_secs(30), |d| {
         kubectl_json(&["get", "node", &d.node]).is_some_and(|n| {
@@ -93,7 +72,7 @@ fn node_registers_with_ready_condition_runtime_and_renewed_lease() {
 fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
     let _serial = serial();
     let mut d = cluster_daemon("mirror");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
     let local = d.wait_for_running("static-web");
@@ -148,7 +127,7 @@ fn mirror_pod_shows_the_static_pod_with_labels_owner_and_true_status() {
 fn deleted_mirror_is_recreated_at_once_and_keeps_restarts_and_the_static_pod() {
     let _serial = serial();
     let mut d = cluster_daemon("recreate");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
     let local = d.wait_for_running("static-web");
@@ -172,7 +151,7 @@ fn deleted_mirror_is_recreated_at_once_and_keeps_restarts_and_the_static_pod() {
 fn edited_labels_on_a_mirror_are_reverted() {
     let _serial = serial();
     let mut d = cluster_daemon("labels");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
     wait_mirror(&d, "static-web", "is Running", running);
@@ -185,7 +164,7 @@ fn edited_labels_on_a_mirror_are_reverted() {
 fn crash_loop_and_removal_show_through_the_api() {
     let _serial = serial();
     let mut d = cluster_daemon("crash");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.write_manifest("crash.yaml", &shell_pod("crash", "exit 1", ""));
     let m = wait_mirror(&d, "crash", "is in CrashLoopBackOff", |m| {
@@ -207,7 +186,7 @@ fn crash_loop_and_removal_show_through_the_api() {
 fn stopping_static_pod_shows_terminating_in_kubectl_until_it_is_gone() {
     let _serial = serial();
     let mut d = cluster_daemon("terminating");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     // Ignores SIGTERM, so it takes its whole 5 s grace period to stop.
     let manifest = shell_pod("slow", "trap '' TERM; while true; do sleep 0.2; done", "")
@@ -226,7 +205,7 @@ fn stopping_static_pod_shows_terminating_in_kubectl_until_it_is_gone() {
 fn refused_mirror_keeps_the_static_pod_running_and_says_why() {
     let _serial = serial();
     let mut d = cluster_daemon("refused");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     let policy = format!(
         r#"apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
@@ -287,7 +266,7 @@ spec:
 fn node_credentials_cannot_touch_another_nodes_pods() {
     let _serial = serial();
     let d = cluster_daemon("rights");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     let kubeconfig = node_kubeconfig(&d.node);
     let pod = format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"intruder","namespace":"default","annotations":{{"kubernetes.io/config.mirror":"x"}}}},"spec":{{"nodeName":"someone-else","containers":[{{"name":"c","image":"{}"}}]}}}}"#,
@@ -304,7 +283,7 @@ fn node_credentials_cannot_touch_another_nodes_pods() {
 fn deleted_node_is_registered_again_and_its_mirrors_come_back() {
     let _serial = serial();
     let mut d = cluster_daemon("nodegone");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.write_manifest("web.yaml", &web_pod("static-web", free_port()));
     let m = wait_mirror(&d, "static-web", "is Running", running);
@@ -377,7 +356,7 @@ impl Relay {
 fn api_server_away_never_holds_up_static_pods_and_everything_converges_when_it_returns() {
     let _serial = serial();
     let mut d = Daemon::new("apiaway");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     let kubeconfig = std::fs::read_to_string(node_kubeconfig(&d.node)).unwrap();
     let server = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().trim().to_owned();
     let upstream = server.trim_start_matches("https://").to_owned();
@@ -418,7 +397,7 @@ fn condition(m: &Value, kind: &str) -> Value {
 fn readiness_and_liveness_probes_show_in_the_mirror_and_kubectl_with_unhealthy_events() {
     let _serial = serial();
     let mut d = cluster_daemon("probes");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     // Ready from 1 s to 4 s after each start, then not; alive until 7 s, then restarted.
     let script = "sleep 1; touch /tmp/ready /tmp/alive; sleep 3; rm /tmp/ready; sleep 3; rm /tmp/alive; sleep 3600";
@@ -451,7 +430,7 @@ fn readiness_and_liveness_probes_show_in_the_mirror_and_kubectl_with_unhealthy_e
 fn init_containers_show_as_init_status_and_init_container_statuses_in_the_mirror() {
     let _serial = serial();
     let mut d = cluster_daemon("initmirror");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     let init = format!(
         "  initContainers:\n  - {{name: wait, image: {image}, command: [sh, -c, 'sleep 4']}}\n",
@@ -478,7 +457,7 @@ fn init_containers_show_as_init_status_and_init_container_statuses_in_the_mirror
 fn node_registers_with_its_labels_taints_and_a_semver_version_and_keeps_what_an_admin_adds() {
     let _serial = serial();
     let mut d = cluster_daemon("node-labels");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.extra.extend([
         "--node-labels=example.com/rack=r1,node.kubernetes.io/exclude-from-external-load-balancers=".into(),
         "--register-with-taints=example.com/dedicated=cp:NoExecute".into(),
@@ -518,7 +497,7 @@ fn node_registers_with_its_labels_taints_and_a_semver_version_and_keeps_what_an_
 fn a_pod_bound_to_the_node_through_the_api_is_rejected_with_a_reason_and_never_run() {
     let _serial = serial();
     let mut d = cluster_daemon("bound");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     d.wait_until("the node is registered", Duration::from_secs(30), |d| {
         kubectl_json(&["get", "node", &d.node]).is_some()

@@ -12,18 +12,6 @@ use std::{
 
 use common::*;
 
-fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl").args(args).stdin(Stdio::null()).output().expect("kubectl from hack/testenv");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn node_kubeconfig(node: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
-    let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A cluster node whose kubelet API serves a certificate of the cluster CA (what the API
 /// server's --kubelet-certificate-authority checks) and checks client certificates against it.
 fn node_with_api(test: &str) -> Daemon {
@@ -37,14 +25,6 @@ fn node_with_api(test: &str) -> Daemon {
         format!("--client-ca-file={}", cluster_pki().join("ca.crt").display()),
     ];
     d
-}
-
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
-    }
 }
 
 fn wait_for_mirror_running(d: &Daemon, mirror: &str) {
@@ -72,7 +52,7 @@ fn curl(d: &Daemon, path: &str, auth: &[&str]) -> (u16, String) {
 fn kubectl_logs_exec_attach_cp_and_port_forward_work_on_mirror_pods() {
     let _guard = serial();
     let mut d = node_with_api("node_api_verbs");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     let web_port = 20000 + (std::process::id() % 5000) as u16;
     d.write_manifest(
         "talker.yaml",
@@ -186,7 +166,7 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_work_on_mirror_pods() {
 fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each_request() {
     let _guard = serial();
     let mut d = node_with_api("node_api_door");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.write_manifest("quiet.yaml", &shell_pod("quiet", "echo hello; sleep 3600", ""));
     d.start();
     let quiet = format!("quiet-{}", d.node);
@@ -285,7 +265,7 @@ fn the_kubelet_api_lets_in_only_whom_the_cluster_vouches_for_and_authorizes_each
 fn a_slow_client_is_cut_off_and_does_not_hold_the_api() {
     let _guard = serial();
     let mut d = node_with_api("node_api_slow");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.start();
     // Connect and say nothing: the TLS handshake must be done within 10 s.
     let mut idle = std::net::TcpStream::connect(("127.0.0.1", d.kubelet_port)).unwrap();
@@ -303,7 +283,7 @@ fn a_slow_client_is_cut_off_and_does_not_hold_the_api() {
 fn logs_follow_ends_with_the_last_line_when_the_container_exits_and_follows_the_restarted_one() {
     let _guard = serial();
     let mut d = node_with_api("node_api_follow_restart");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     // Runs 3 s, says goodbye, exits 1; restartPolicy Always brings it back (after a back-off).
     d.write_manifest(
         "blinker.yaml",
@@ -334,7 +314,7 @@ fn logs_follow_ends_with_the_last_line_when_the_container_exits_and_follows_the_
 fn a_hundred_concurrent_follows_all_get_every_new_line() {
     let _guard = serial();
     let mut d = node_with_api("node_api_hundred");
-    let _cleanup = Cleanup(d.node.clone());
+    let _cleanup = NodeCleanup(d.node.clone());
     d.write_manifest(
         "ticker.yaml",
         &shell_pod("ticker", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.5; done", ""),

@@ -10,7 +10,12 @@ use staticlet::node_api::stats::{self, NodeFiles, Rates, Sample};
 
 fn sample(d: &Daemon) -> Sample {
     let files = NodeFiles::host(d.dir.path());
-    block_on(async { stats::collect(&runtime(), &d.node, &files).await }).unwrap_or_else(|e| panic!("collect: {e}"))
+    block_on(async {
+        let runtime = runtime();
+        let pods = staticlet::cri::list_pods(&runtime, &d.node).await.map_err(stats::StatsError::from)?;
+        stats::collect(&runtime, &d.node, &pods, &files).await
+    })
+    .unwrap_or_else(|e| panic!("collect: {e}"))
 }
 
 /// Samples until `check` holds; the limit bounds a failing test, it measures nothing.

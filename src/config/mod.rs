@@ -634,13 +634,9 @@ fn plain<R, T: From<R>>(value: R) -> Result<T, String> {
     Ok(value.into())
 }
 
-/// Go's `strconv.ParseBool`, which kubelet's boolean flags use.
+/// A boolean setting, as kubelet reads its boolean flags.
 fn boolean(text: String) -> Result<bool, String> {
-    match text.as_str() {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{text:?} is not true or false")),
-    }
+    parse_go_bool(&text).ok_or_else(|| format!("{text:?} is not true or false"))
 }
 
 /// Trailing slashes are dropped, so that a directory has one spelling (`/` stays `/`).
@@ -857,6 +853,15 @@ pub fn parse_header_flag(flag: &str) -> Result<Vec<(String, String)>, String> {
             _ => Err(format!("{pair:?} is not of the form Name:value")),
         })
         .collect()
+}
+
+/// Go's `strconv.ParseBool`, which kubelet's boolean flags and the API's query booleans use.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Parses a Go duration ("20s", "1m30s", "500ms", "1.5h").

@@ -28,9 +28,8 @@ use std::{sync::Arc, time::Duration};
 
 pub use client::{CriError, Runtime};
 pub use k8s_cri::v1 as api;
-pub(crate) use model::group;
 pub use model::{ContainerInfo, ContainerState, RuntimePod, RuntimeSnapshot, SandboxInfo};
-pub use observe::Observer;
+pub use observe::{Observer, list as list_pods};
 
 /// The runtime calls staticlet makes, named after their CRI RPCs. Errors name the RPC and the
 /// endpoint (`CriError::Rpc`).

@@ -113,7 +113,8 @@ impl Observer {
     }
 }
 
-async fn list(runtime: &dyn Cri, node: &str) -> Result<BTreeMap<String, RuntimePod>, super::CriError> {
+/// One listing of this node's pods, as each relist makes it (two RPCs).
+pub async fn list(runtime: &dyn Cri, node: &str) -> Result<BTreeMap<String, RuntimePod>, super::CriError> {
     let scope = [(labels::NODE, node)];
     let (sandboxes, containers) = tokio::try_join!(runtime.list_sandboxes(&scope), runtime.list_containers(&scope))?;
     Ok(group(sandboxes, containers))

@@ -37,13 +37,9 @@ pub struct LogOptions {
     pub stream: Stream,
 }
 
-/// Go's strconv.ParseBool, which the API's query booleans use.
+/// A query boolean, as the API server reads them.
 fn boolean(name: &str, value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{name}: {value:?} is not a boolean")),
-    }
+    crate::config::parse_go_bool(value).ok_or_else(|| format!("{name}: {value:?} is not a boolean"))
 }
 
 fn number(name: &str, value: &str) -> Result<i64, String> {

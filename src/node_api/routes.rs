@@ -94,7 +94,8 @@ fn with_type(content_type: &'static str, body: String) -> Response<Body> {
 
 /// One stats sample, its CPU rates filled in against the previous one.
 async fn sample(api: &NodeApi) -> Result<stats::Sample, stats::StatsError> {
-    let mut sample = stats::collect(api.runtime.as_ref(), &api.node, &api.stats_files).await?;
+    let pods = &api.observer.latest().pods;
+    let mut sample = stats::collect(api.runtime.as_ref(), &api.node, pods, &api.stats_files).await?;
     api.rates.lock().unwrap_or_else(|p| p.into_inner()).fill(&mut sample);
     Ok(sample)
 }
@@ -200,7 +201,7 @@ async fn container_logs(
 }
 
 fn flag(query: &[(String, String)], name: &str) -> bool {
-    query.iter().any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "True" | "TRUE" | "t" | "T"))
+    query.iter().any(|(k, v)| k == name && crate::config::parse_go_bool(v) == Some(true))
 }
 
 async fn stream(

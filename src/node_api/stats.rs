@@ -17,7 +17,10 @@ mod resource;
 mod sample;
 mod summary;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 pub use node::NodeFiles;
 pub use rates::Rates;
@@ -27,7 +30,7 @@ pub use summary::{
     ProcessStats, Summary, SwapStats, Time, summary,
 };
 
-use crate::cri::{Cri, CriError, labels};
+use crate::cri::{Cri, CriError, RuntimePod, labels};
 
 /// Nanoseconds since the Unix epoch, as CRI stamps its readings.
 pub type UnixNanos = i64;
@@ -149,19 +152,20 @@ pub enum StatsError {
     Node { path: String, message: String },
 }
 
-/// One sample of this node's static pods (4 CRI calls, filtered by the node label) and of the
-/// node itself. usageNanoCores is left empty: `Rates::fill` computes it.
-pub async fn collect(cri: &dyn Cri, node: &str, files: &NodeFiles) -> Result<Sample, StatsError> {
+/// One sample of this node's static pods and of the node itself: `pods` is what the relist
+/// last saw (`Observer::latest`), so a scrape costs only the two stats calls, filtered by the
+/// node label. usageNanoCores is left empty: `Rates::fill` computes it.
+pub async fn collect(
+    cri: &dyn Cri,
+    node: &str,
+    pods: &BTreeMap<String, RuntimePod>,
+    files: &NodeFiles,
+) -> Result<Sample, StatsError> {
     let ours = [(labels::NODE, node)];
-    let (sandboxes, containers, container_stats, sandbox_stats) = tokio::try_join!(
-        cri.list_sandboxes(&ours),
-        cri.list_containers(&ours),
-        cri.list_container_stats(&ours),
-        sandbox_stats(cri, &ours),
-    )?;
-    let pods = crate::cri::group(sandboxes, containers);
+    let (container_stats, sandbox_stats) =
+        tokio::try_join!(cri.list_container_stats(&ours), sandbox_stats(cri, &ours))?;
     let mut fs = sample::FsCache::default();
-    let pods = sample::pods(&pods, container_stats, sandbox_stats, &mut |mountpoint, time| fs.get(mountpoint, time));
+    let pods = sample::pods(pods, container_stats, sandbox_stats, &mut |mountpoint, time| fs.get(mountpoint, time));
     let node = node::read(files, now())?;
     Ok(Sample { node, pods })
 }
@@ -247,7 +251,8 @@ mod tests {
             crate::cri::fake::rpc_error("ListPodSandboxStats", tonic::Code::Unimplemented, "no"),
         );
 
-        let sample = collect(&cri, "node-a", &files).await.unwrap();
+        let pods = crate::cri::list_pods(&cri, "node-a").await.unwrap();
+        let sample = collect(&cri, "node-a", &pods, &files).await.unwrap();
         let names: Vec<&str> = sample.pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["etcd-node-a"]);
         let pod = &sample.pods[0];
@@ -266,7 +271,7 @@ mod tests {
             "ListContainerStats",
             crate::cri::fake::rpc_error("ListContainerStats", tonic::Code::Unavailable, "down"),
         );
-        let error = collect(&cri, "node-a", &files).await.unwrap_err();
+        let error = collect(&cri, "node-a", &Default::default(), &files).await.unwrap_err();
         assert!(error.to_string().starts_with("ListContainerStats on unix:///fake/cri.sock: down"), "{error}");
     }
 }

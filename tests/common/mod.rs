@@ -368,3 +368,34 @@ pub fn serving_cert(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
         &format!("subjectAltName=IP:127.0.0.1,DNS:{node}\nextendedKeyUsage=serverAuth"),
     )
 }
+
+/// kubectl of the test cluster (KUBECONFIG is its admin), stdin closed: success, stdout, stderr.
+pub fn kubectl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// The path of a kubeconfig for system:node:<node>, minted by hack/testenv.
+pub fn node_kubeconfig(node: &str) -> String {
+    assert!(
+        std::env::var("KUBECONFIG").is_ok(),
+        "KUBECONFIG is not set: run `hack/testenv up --cluster` and eval its env"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
+    let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Deletes the test's Node when the test ends, however it ends.
+pub struct NodeCleanup(pub String);
+
+impl Drop for NodeCleanup {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
+    }
+}
