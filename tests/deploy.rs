@@ -17,7 +17,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     // verify checks that ExecStart's binary exists: point it at the one just built.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("staticlet.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/staticlet", env!("CARGO_BIN_EXE_staticlet"))).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/staticlet", env!("CARGO_BIN_EXE_staticlet"))).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
