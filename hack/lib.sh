@@ -37,3 +37,14 @@ ensure_bench_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib </dev/null
     fi
 }
+
+# hack/package: dpkg-deb builds the package, objdump (binutils) reads the glibc it needs.
+ensure_package_tools() {
+    local missing=()
+    command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+    command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
+    fi
+}
