@@ -37,7 +37,7 @@ impl Machine {
     /// none of the host's enabled units start in it), `binds` are (host, inside) pairs.
     fn boot(name: &str, units: &Path, binds: &[(PathBuf, String)], log: PathBuf) -> Self {
         let out = std::fs::File::create(&log).unwrap();
-        let mut nspawn = vec![
+        let mut argv = vec![
             "systemd-nspawn".to_owned(),
             "--quiet".into(),
             "--directory=/".into(),
@@ -52,32 +52,33 @@ impl Machine {
             format!("--machine={name}"),
             format!("--bind={}:/etc/systemd/system", units.display()),
         ];
-        nspawn.extend(binds.iter().map(|(host, inside)| format!("--bind={}:{inside}", host.display())));
+        argv.extend(binds.iter().map(|(host, inside)| format!("--bind={}:{inside}", host.display())));
         // systemd.firstboot=off, on PID 1's command line: else first boot waits for a keypress.
-        nspawn.extend(["--".into(), "systemd.firstboot=off".into()]);
+        argv.extend(["--".into(), "systemd.firstboot=off".into()]);
         // A private mount namespace with an empty /run/systemd: nspawn takes the host's
         // /run/systemd/system to mean a systemd host and would try to talk to it.
-        let child = Command::new("unshare")
+        let mut nspawn = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
             .arg("mount -t tmpfs tmpfs /run/systemd && exec \"$@\"")
             .arg("sh")
-            .args(&nspawn)
+            .args(&argv)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .expect("unshare");
-        let mut machine = Self { leader: 0, nspawn: child, log };
         // `unshare` and `sh` exec, so the child is nspawn itself; the container's init is its
         // child (nspawn is a subreaper).
-        let nspawn_pid = machine.nspawn.id();
-        machine.leader = poll("the container's systemd to start", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = machine.nspawn.try_wait() {
-                panic!("systemd-nspawn exited {status}:\n{}", machine.log());
+        let nspawn_pid = nspawn.id();
+        let leader = poll("the container's systemd to start", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = nspawn.try_wait() {
+                panic!("systemd-nspawn exited {status}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
             children_named(nspawn_pid, "systemd").into_iter().next()
-        })
-        .unwrap_or_else(|| panic!("no container systemd under nspawn {nspawn_pid}:\n{}", machine.log()));
+        });
+        // Made before any check, so whatever fails from here on, Drop ends the machine.
+        let machine = Self { nspawn, leader: leader.unwrap_or(0), log };
+        assert!(leader.is_some(), "no container systemd under nspawn {nspawn_pid}:\n{}", machine.log());
         let booted = poll("the container's boot to finish", Duration::from_secs(60), || {
             let state = machine.run("systemctl is-system-running 2>/dev/null; true");
             let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
