@@ -1,8 +1,8 @@
 //! staticlet as a user runs it: the .deb of hack/package, installed with dpkg, under a real
 //! systemd. PID 1 here is not systemd, so systemd-nspawn boots the host's own systemd as PID 1 of
-//! a container (`--volatile=overlay`: the host's tree under a tmpfs, so nothing installed there
-//! reaches the host or its package database), with the private containerd's socket of `hack/testenv
-//! up` bind-mounted in. Pods run on the host's containerd, so everything about them is checked
+//! a container whose root is an overlay of the host's tree with a tmpfs on top (so dpkg sees the
+//! host's package database and can write /usr, and nothing it does reaches the host), with the
+//! private containerd's socket of `hack/testenv up` bind-mounted in. Pods run on the host's containerd, so everything about them is checked
 //! from the host through CRI: container IDs and creation times show that nothing restarted.
 //!
 //! One machine, booted once (about 3 s), and one test walking through the life of a node agent in
@@ -34,14 +34,15 @@ struct Machine {
 
 impl Machine {
     /// Boots the host's systemd in a container: `units` is bound over /etc/systemd/system (so
-    /// none of the host's enabled units start in it), `binds` are (host, inside) pairs.
-    fn boot(name: &str, units: &Path, binds: &[(PathBuf, String)], log: PathBuf) -> Self {
+    /// none of the host's enabled units start in it), `binds` are (host, inside) pairs, and
+    /// `scratch` (an empty directory) holds the overlay's mount points.
+    fn boot(name: &str, units: &Path, binds: &[(PathBuf, String)], scratch: &Path, log: PathBuf) -> Self {
         let out = std::fs::File::create(&log).unwrap();
+        let root = scratch.join("root");
         let mut argv = vec![
             "systemd-nspawn".to_owned(),
             "--quiet".into(),
-            "--directory=/".into(),
-            "--volatile=overlay".into(),
+            format!("--directory={}", root.display()),
             "--boot".into(),
             // No machined and no scope on a host whose PID 1 is not systemd; without
             // --keep-unit nspawn fails with "Failed to open system bus".
@@ -55,12 +56,21 @@ impl Machine {
         argv.extend(binds.iter().map(|(host, inside)| format!("--bind={}:{inside}", host.display())));
         // systemd.firstboot=off, on PID 1's command line: else first boot waits for a keypress.
         argv.extend(["--".into(), "systemd.firstboot=off".into()]);
-        // A private mount namespace with an empty /run/systemd: nspawn takes the host's
-        // /run/systemd/system to mean a systemd host and would try to talk to it.
+        // In a private mount namespace (its mounts go when the machine does): an empty
+        // /run/systemd, since nspawn takes the host's /run/systemd/system to mean a systemd host
+        // and would try to talk to it; and the root, an overlay of / under a tmpfs. nspawn
+        // refuses / itself, and its --volatile modes for / leave /usr read-only (`yes`) or no
+        // package database (`state`), neither of which dpkg can install into. The tmpfs
+        // is its own filesystem, so the overlay's upper layer is not inside its lower one.
+        let script = r#"set -e
+            mount -t tmpfs tmpfs /run/systemd
+            mount -t tmpfs tmpfs "$0"
+            mkdir "$0/upper" "$0/work" "$0/root"
+            mount -t overlay overlay -o "lowerdir=/,upperdir=$0/upper,workdir=$0/work" "$0/root"
+            exec "$@""#;
         let mut nspawn = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /run/systemd && exec \"$@\"")
-            .arg("sh")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c", script])
+            .arg(scratch)
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -304,7 +314,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     // is left to start them again, however the test ends.
     let cleanup = Cleanup(node.clone());
     let name = format!("stl-{}", std::process::id());
-    let machine = Machine::boot(&name, &units, &binds, work.path().join("nspawn.log"));
+    let machine = Machine::boot(&name, &units, &binds, &dir("scratch"), work.path().join("nspawn.log"));
 
     // Install. postinst enables and starts it (--no-block); with no runtime to answer, it must
     // stay `activating`: READY=1 only comes once the runtime answered.
