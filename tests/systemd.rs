@@ -285,9 +285,13 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     let conffiles = Command::new("dpkg-deb").arg("-I").arg(&old).arg("conffiles").output().unwrap();
     assert_eq!(text(&conffiles), "/etc/default/staticlet\n/etc/staticlet/config.yaml\n");
 
-    // The machine's own units: only firstboot masked (it would wait for a keypress), and the
-    // watchdog shortened to 5 s so provoking it takes seconds, not the shipped 30.
-    std::os::unix::fs::symlink("/dev/null", units.join("systemd-firstboot.service")).unwrap();
+    // The machine's own units: firstboot masked (it would wait for a keypress), and containerd
+    // (the unit Wants= it: the host's package would start a second containerd on the very
+    // socket path the host's is linked at); the watchdog shortened to 5 s so provoking it
+    // takes seconds, not the shipped 30.
+    for masked in ["systemd-firstboot.service", "containerd.service"] {
+        std::os::unix::fs::symlink("/dev/null", units.join(masked)).unwrap();
+    }
     std::fs::create_dir_all(units.join("staticlet.service.d")).unwrap();
     std::fs::write(units.join("staticlet.service.d/watchdog.conf"), "[Service]\nWatchdogSec=5s\n").unwrap();
     // The admin's flags, in place before the package comes (a conffile dpkg must keep): this
