@@ -401,7 +401,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     assert_eq!(containers(&node), running, "a container changed while staticlet could not start");
     machine.sh("cp /root/config.yaml /etc/staticlet/config.yaml && systemctl reset-failed staticlet.service");
     machine.sh("systemctl start staticlet.service");
-    pid = machine.wait_active("staticlet to start with the good config", "0");
+    pid = machine.wait_active("staticlet to start with the good config", &pid);
 
     // Upgrade: the new package's postinst restarts staticlet (try-restart) and nothing else.
     machine.sh(&format!("dpkg -i --force-confold {SHARE_INSIDE}/{}", new.file_name().unwrap().to_string_lossy()));
