@@ -200,9 +200,8 @@ fn generate(what: Generate) -> anyhow::Result<()> {
                     .with_context(|| format!("{shell} completions into {}", dir.display()))?;
             }
         }
-        Generate::Man { dir } => {
-            clap_mangen::generate_to(Cli::command(), &dir).with_context(|| format!("man pages into {}", dir.display()))?
-        }
+        Generate::Man { dir } => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("man pages into {}", dir.display()))?,
     }
     Ok(())
 }
@@ -212,8 +211,7 @@ fn generate(what: Generate) -> anyhow::Result<()> {
 /// `-o json`); anywhere else, text on stderr.
 fn init_logging() {
     use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into());
     let registry = tracing_subscriber::registry().with(filter);
     if stderr_is_journal() {
         match tracing_journald::layer() {

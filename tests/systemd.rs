@@ -219,6 +219,11 @@ fn poll<T>(_what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -
     }
 }
 
+/// Says where the walk-through is (with --nocapture, and in a failure's output).
+fn step(start: Instant, what: &str) {
+    eprintln!("[{:6.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -226,12 +231,11 @@ fn text(out: &Output) -> String {
 /// The node's containers as the host's runtime lists them: (ID, created at, running), by ID. A
 /// restarted container would be a new ID, a restarted pod a new sandbox and new IDs.
 fn containers(node: &str) -> Vec<(String, i64, bool)> {
-    let mut listed: Vec<_> = common::block_on(async {
-        common::runtime().list_containers(&[("staticlet.io/node", node)]).await.unwrap()
-    })
-    .into_iter()
-    .map(|c| (c.id, c.created_at, c.state == staticlet::cri::api::ContainerState::ContainerRunning as i32))
-    .collect();
+    let mut listed: Vec<_> =
+        common::block_on(async { common::runtime().list_containers(&[("staticlet.io/node", node)]).await.unwrap() })
+            .into_iter()
+            .map(|c| (c.id, c.created_at, c.state == staticlet::cri::api::ContainerState::ContainerRunning as i32))
+            .collect();
     listed.sort();
     listed
 }
@@ -240,7 +244,8 @@ fn containers(node: &str) -> Vec<(String, i64, bool)> {
 fn package(out: &Path, version: &str) -> PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/package");
     let built = Command::new(script)
-        .args(["--binary", env!("CARGO_BIN_EXE_staticlet"), "--version", version, "--out"])
+        // Uncompressed: xz takes a minute over a debug binary, and this package goes nowhere.
+        .args(["--binary", env!("CARGO_BIN_EXE_staticlet"), "--version", version, "--compression", "none", "--out"])
         .arg(out)
         .output()
         .expect("hack/package");
@@ -253,6 +258,7 @@ fn package(out: &Path, version: &str) -> PathBuf {
 #[test]
 fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgrade_and_removal() {
     let _serial = common::serial();
+    let t0 = Instant::now();
     assert!(
         Command::new("systemd-nspawn").arg("--version").output().is_ok_and(|o| o.status.success()),
         "systemd-nspawn not found: apt-get install systemd-container (hack/test does)"
@@ -264,8 +270,10 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
         std::fs::create_dir_all(&path).unwrap();
         path
     };
-    let (share, units, manifests, logs, root) = (dir("share"), dir("units"), dir("manifests"), dir("logs"), dir("root"));
+    let (share, units, manifests, logs, root) =
+        (dir("share"), dir("units"), dir("manifests"), dir("logs"), dir("root"));
 
+    step(t0, "packaging");
     let old = package(&share, "0.1.0+systemd.1");
     let new = package(&share, "0.1.0+systemd.2");
     let listing = Command::new("dpkg-deb").arg("-c").arg(&old).output().unwrap();
@@ -318,26 +326,29 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     // is left to start them again, however the test ends.
     let cleanup = Cleanup(node.clone());
     let name = format!("stl-{}", std::process::id());
+    step(t0, "booting the machine");
     let machine = Machine::boot(&name, &units, &binds, &dir("scratch"), work.path().join("nspawn.log"));
 
+    step(t0, "booted; installing the package");
     // Install. postinst enables and starts it (--no-block); with no runtime to answer, it must
     // stay `activating`: READY=1 only comes once the runtime answered.
     machine.sh(&format!("mkdir -p /etc/default && cp {SHARE_INSIDE}/default /etc/default/staticlet"));
     machine.sh(&format!("dpkg -i --force-confold {SHARE_INSIDE}/{}", old.file_name().unwrap().to_string_lossy()));
     assert_eq!(machine.sh("cat /etc/default/staticlet"), flags, "dpkg replaced the admin's /etc/default/staticlet");
     assert_eq!(machine.unit("UnitFileState"), "enabled");
-    let started = poll("staticlet to start", Duration::from_secs(20), || {
-        (machine.unit("MainPID") != "0").then_some(())
-    });
+    let started =
+        poll("staticlet to start", Duration::from_secs(20), || (machine.unit("MainPID") != "0").then_some(()));
     assert!(started.is_some(), "postinst did not start staticlet\n{}", machine.journal());
     for _ in 0..10 {
         assert_eq!(machine.unit("ActiveState"), "activating", "active with no runtime\n{}", machine.journal());
         std::thread::sleep(Duration::from_millis(400));
     }
+    step(t0, "activating with no runtime, as it must; giving it the runtime");
     machine.sh(&format!("mkdir -p /run/containerd && ln -s {CRI_INSIDE} /run/containerd/containerd.sock"));
     let mut pid = machine.wait_active("staticlet to send READY=1 once the runtime answers", "0");
     assert!(machine.journal().contains("ready"), "{}", machine.journal());
 
+    step(t0, "active (READY=1); waiting for the pod");
     // The pod, as the host's runtime sees it.
     let running = poll("the pod's container to run", Duration::from_secs(60), || {
         let listed = containers(&node);
@@ -345,6 +356,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     })
     .unwrap_or_else(|| panic!("the pod did not start\n{}", machine.journal()));
 
+    step(t0, "pod running; SIGKILL");
     // SIGKILL: systemd restarts it (Restart=always); the container is the same one.
     let restarts = machine.unit("NRestarts");
     machine.sh("systemctl kill --signal=KILL staticlet.service");
@@ -352,6 +364,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     assert_ne!(machine.unit("NRestarts"), restarts);
     assert_eq!(containers(&node), running, "a container changed when staticlet was killed");
 
+    step(t0, "restarted after SIGKILL; systemctl stop");
     // stop: staticlet goes, every pod stays (KillMode=process).
     machine.sh("systemctl stop staticlet.service");
     assert_eq!(machine.unit("ActiveState"), "inactive");
@@ -360,6 +373,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     machine.sh("systemctl start staticlet.service");
     pid = machine.wait_active("staticlet to start again", &pid);
 
+    step(t0, "checking the journal's fields");
     // The journal has the events' fields as fields of their own (tracing-journald).
     let entries: Vec<serde_json::Value> = machine
         .sh("journalctl --no-pager -o json -u staticlet.service")
@@ -376,6 +390,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     assert_eq!(started["CONTAINER"], "main", "{started}");
     assert!(started["SOURCE"].as_str().is_some_and(|s| s.contains("web.yaml")), "{started}");
 
+    step(t0, "SIGSTOP, for the watchdog");
     // The watchdog: a stopped (wedged) process sends no WATCHDOG=1, so systemd kills it after
     // WatchdogSec and restarts it. Still the same container.
     let restarts = machine.unit("NRestarts");
@@ -385,6 +400,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     assert!(machine.journal().contains("Watchdog timeout"), "{}", machine.journal());
     assert_eq!(containers(&node), running, "a container changed when the watchdog restarted staticlet");
 
+    step(t0, "restarted by the watchdog; a bad config");
     // A bad config exits 78, which ends the restart loop (RestartPreventExitStatus=78).
     machine.sh("cp /etc/staticlet/config.yaml /root/config.yaml && echo 'notAField: 1' >>/etc/staticlet/config.yaml");
     let _ = machine.run("systemctl restart staticlet.service");
@@ -403,6 +419,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     machine.sh("systemctl start staticlet.service");
     pid = machine.wait_active("staticlet to start with the good config", &pid);
 
+    step(t0, "exit 78 held; upgrading");
     // Upgrade: the new package's postinst restarts staticlet (try-restart) and nothing else.
     machine.sh(&format!("dpkg -i --force-confold {SHARE_INSIDE}/{}", new.file_name().unwrap().to_string_lossy()));
     assert_eq!(machine.sh("dpkg-query -W -f '${Version}' staticlet"), "0.1.0+systemd.2");
@@ -412,6 +429,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(containers(&node), running, "the upgraded staticlet replaced a container");
 
+    step(t0, "upgraded; removing");
     // Removal: staticlet stops; the pods and the manifests stay.
     machine.sh("dpkg -r staticlet");
     assert_eq!(machine.sh("test -e /usr/bin/staticlet && echo present || echo gone").trim(), "gone");
@@ -421,6 +439,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(containers(&node), running, "`dpkg -r staticlet` touched a container");
 
+    step(t0, "removed; pods and manifests kept");
     drop(machine);
     drop(cleanup);
 }
