@@ -348,6 +348,11 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     let mut pid = machine.wait_active("staticlet to send READY=1 once the runtime answers", "0");
     assert!(machine.journal().contains("ready"), "{}", machine.journal());
 
+    // The unit's hardening is in force on the running daemon (and it runs pods regardless).
+    let status = machine.sh(&format!("cat /proc/{pid}/status"));
+    for line in ["NoNewPrivs:\t1", "Seccomp:\t2"] {
+        assert!(status.lines().any(|l| l == line), "staticlet's /proc status lacks {line:?}:\n{status}");
+    }
     step(t0, "active (READY=1); waiting for the pod");
     // The pod, as the host's runtime sees it.
     let running = poll("the pod's container to run", Duration::from_secs(60), || {
@@ -389,6 +394,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     assert_eq!(started["NAMESPACE"], "default", "{started}");
     assert_eq!(started["CONTAINER"], "main", "{started}");
     assert!(started["SOURCE"].as_str().is_some_and(|s| s.contains("web.yaml")), "{started}");
+    eprintln!("{started}");
 
     step(t0, "SIGSTOP, for the watchdog");
     // The watchdog: a stopped (wedged) process sends no WATCHDOG=1, so systemd kills it after
