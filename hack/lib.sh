@@ -14,10 +14,13 @@ ensure_cargo() {
 }
 
 # Packages the tests use beyond the runtime's own (hack/testenv installs those); shellcheck and
-# shfmt are for hack/check-shell.
+# shfmt are for hack/check-shell; systemd-container (systemd-nspawn) boots the real systemd of
+# tests/systemd.rs, and binutils' objdump tells hack/package the glibc the binary needs.
 ensure_test_packages() {
     local missing=()
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+    command -v objdump >/dev/null 2>&1 || missing+=(binutils)
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     command -v shfmt >/dev/null 2>&1 || missing+=(shfmt)
@@ -32,5 +35,16 @@ ensure_bench_packages() {
     if ! /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib </dev/null
+    fi
+}
+
+# hack/package: dpkg-deb builds the package, objdump (binutils) reads the glibc it needs.
+ensure_package_tools() {
+    local missing=()
+    command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+    command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
     fi
 }

@@ -18,7 +18,7 @@ use crate::{
     ops::{
         metrics::Metrics,
         readiness::{Latch, Readiness},
-        server,
+        server, watchdog,
     },
     retry::{Doubling, LogOnce},
     source,
@@ -28,10 +28,18 @@ use crate::{
 /// How long SIGTERM waits for tasks to wind down. Pods are not stopped, so this is short.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The relister's period: how late, at most, an exit nobody heard is noticed.
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+/// Beyond a relist pass's longest honest wait (its period and the runtime's request timeout),
+/// how long it may lag before the watchdog takes it for wedged.
+const WATCHDOG_SLACK: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until `shutdown` is cancelled: wires the pipeline, then drains. Stops no pod.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        revision = env!("STATICLET_GIT_REVISION"),
         node = %config.node_name,
         manifests = ?config.static_pod_path,
         url = ?config.static_pod_url,
@@ -79,12 +87,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let observer = Observer::new();
     let metrics = Arc::new(Metrics::new());
     let views = Views::default();
-    tracker.spawn(observer.clone().run(
-        runtime.clone(),
-        config.node_name.clone(),
-        Duration::from_secs(1),
-        shutdown.clone(),
-    ));
+    tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), RELIST_PERIOD, shutdown.clone()));
+    if let Some(every) = watchdog::period_from_systemd() {
+        let stale = RELIST_PERIOD + config.runtime_request_timeout + WATCHDOG_SLACK;
+        tracing::info!(ping_every = ?every, wedged_after = ?stale, "systemd watchdog on");
+        tracker.spawn(watchdog::run(observer.heartbeat(), every, stale, shutdown.clone(), || {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }));
+    }
 
     tracker.spawn(logs::rotate::run(
         runtime.clone(),

@@ -1,6 +1,6 @@
 //! The staticlet binary: the daemon (no subcommand, as kubelet) and the local tools.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -13,10 +13,14 @@ use staticlet::{
 /// sysexits' EX_USAGE / EX_CONFIG: a bad command line or config file.
 const EXIT_CONFIG: u8 = 78;
 
+/// `staticlet --version`: the release and the commit it was built from (build.rs), so a bug
+/// report or a node's log names the exact code.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("STATICLET_GIT_REVISION"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "staticlet",
-    version,
+    version = VERSION,
     about = "Runs Kubernetes static pods through CRI, with or without an API server",
     // As kubelet's flags: given twice, the last wins (kubeadm's drop-in passes KUBELET_EXTRA_ARGS
     // after its own flags, so an admin can override one).
@@ -71,12 +75,31 @@ enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// Files made from this command line's definition, for packaging (hack/package): not a
+    /// user's command, so hidden from --help.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Check a config file as the daemon would read it (with the flags given), starting nothing:
+    /// prints "valid", or the error naming the file and field and exits as the daemon would
+    /// (78 for a bad file, 1 for a missing one).
+    Validate { file: String },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// bash, zsh and fish completions: staticlet.bash, _staticlet, staticlet.fish.
+    Completions { dir: PathBuf },
+    /// Man pages in section 1: staticlet.1 and one per subcommand.
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +110,8 @@ fn main() -> ExitCode {
             print!("{}", ConfigFile::schema_json());
             Ok(())
         }
+        Some(Command::Config { command: ConfigCommand::Validate { file } }) => return validate(&cli.run, &file),
+        Some(Command::Generate { what }) => generate(what),
         Some(Command::Get { resource, output }) => get(&cli.run, &resource, output.as_deref()),
         Some(Command::Logs { pod, container, namespace, follow, previous, tail, timestamps }) => {
             resolve(&cli.run).map_err(anyhow::Error::from).and_then(|config| {
@@ -133,12 +158,86 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
-fn run_daemon(flags: &RunFlags) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+/// `config validate FILE`: the daemon's own reading of the file and the flags, so "valid" means
+/// the daemon would start with it.
+fn validate(flags: &RunFlags, file: &str) -> ExitCode {
+    let checked = ConfigFile::load(file)
+        .and_then(|loaded| Config::resolve(loaded.file, flags.settings.clone(), hostname).map(|_| loaded.unused));
+    match checked {
+        Ok(unused) => {
+            println!("{file}: valid");
+            if !unused.is_empty() {
+                let fields: Vec<&str> = unused.iter().map(|u| u.field).collect();
+                eprintln!(
+                    "note: kubelet configuration fields accepted without effect: {} (docs/KUBELET-CONFIG.md)",
+                    fields.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ ConfigError::Missing { .. }) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        // A field's error names the field only (the daemon's log says which file it read).
+        Err(e @ ConfigError::Invalid { .. }) => {
+            eprintln!("error: config file {file}: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn generate(what: Generate) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    match what {
+        Generate::Completions { dir } => {
+            for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+                clap_complete::generate_to(shell, &mut Cli::command(), "staticlet", &dir)
+                    .with_context(|| format!("{shell} completions into {}", dir.display()))?;
+            }
+        }
+        Generate::Man { dir } => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("man pages into {}", dir.display()))?,
+    }
+    Ok(())
+}
+
+/// Under systemd, logs go to the journal natively, so each event's fields (pod, namespace,
+/// container, source, ...) are journal fields (`journalctl -u staticlet POD=kube-system/etcd-a`,
+/// `-o json`); anywhere else, text on stderr.
+fn init_logging() {
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATICLET_LOG").unwrap_or_else(|_| "info".into());
+    let registry = tracing_subscriber::registry().with(filter);
+    if stderr_is_journal() {
+        match tracing_journald::layer() {
+            // No prefix: the fields keep their names (POD, not F_POD), as an operator would type them.
+            Ok(journal) => return registry.with(journal.with_field_prefix(None)).init(),
+            Err(e) => eprintln!("cannot write to the journal ({e}); logging to stderr"),
+        }
+    }
+    registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+}
+
+/// systemd sets JOURNAL_STREAM to `<device>:<inode>` of the journal stream it gave the service;
+/// only when stderr is still that stream (not redirected by a wrapper) is the journal the place.
+fn stderr_is_journal() -> bool {
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else { return false };
+    rustix::fs::fstat(std::io::stderr()).is_ok_and(|stat| stream == format!("{}:{}", stat.st_dev, stat.st_ino))
+}
+
+fn run_daemon(flags: &RunFlags) -> ExitCode {
+    init_logging();
     let config = match resolve_noting_unused(flags) {
         Ok((config, unused)) => {
             if !unused.is_empty() {
@@ -246,6 +345,14 @@ mod tests {
     }
 
     #[test]
+    fn the_version_names_the_release_and_the_git_revision() {
+        let version = Cli::command().render_version();
+        let revision = env!("STATICLET_GIT_REVISION");
+        assert_eq!(version, format!("staticlet {} (git {revision})\n", env!("CARGO_PKG_VERSION")));
+        assert!(revision == "unknown" || revision.chars().all(|c| c.is_ascii_hexdigit()), "{revision}");
+    }
+
+    #[test]
     fn a_flag_given_twice_takes_its_last_value_and_repeatable_ones_add_up() {
         let cli = Cli::try_parse_from([
             "staticlet",
@@ -261,7 +368,7 @@ mod tests {
 
     #[test]
     fn the_local_tools_take_the_global_flags_after_the_subcommand() {
-        for tool in [&["get", "pods"][..], &["logs", "web"], &["config", "schema"]] {
+        for tool in [&["get", "pods"][..], &["logs", "web"], &["config", "schema"], &["config", "validate", "f.yaml"]] {
             let args = ["staticlet"].iter().chain(tool).copied().chain([
                 "--config=/etc/staticlet/config.yaml",
                 "--node-name=node-a",

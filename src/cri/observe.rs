@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::LogOnce;
+use crate::{ops::watchdog::Heartbeat, retry::LogOnce};
 
 use super::{
     Cri, labels,
@@ -26,12 +26,19 @@ pub struct Observer {
     snapshots: watch::Sender<Arc<RuntimeSnapshot>>,
     requested: AtomicU64,
     wake: Notify,
+    /// Beats at the start of every pass: systemd's watchdog is pinged only while it does.
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Observer {
     pub fn new() -> Arc<Self> {
         let (snapshots, _) = watch::channel(Arc::new(RuntimeSnapshot::default()));
-        Arc::new(Self { snapshots, requested: AtomicU64::new(0), wake: Notify::new() })
+        Arc::new(Self { snapshots, requested: AtomicU64::new(0), wake: Notify::new(), heartbeat: Default::default() })
+    }
+
+    /// The relist loop's heartbeat (see `ops::watchdog`).
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<RuntimeSnapshot>> {
@@ -69,6 +76,7 @@ impl Observer {
     ) {
         let mut failure = LogOnce::default();
         loop {
+            self.heartbeat.beat();
             let covers = self.requested.load(Ordering::SeqCst);
             let result = list(runtime.as_ref(), &node).await;
             let previous = self.latest();

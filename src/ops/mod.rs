@@ -5,3 +5,4 @@ pub mod readiness;
 pub mod server;
 pub mod table;
 pub mod view;
+pub mod watchdog;

@@ -124,7 +124,8 @@ pub(super) async fn stop_pod(
 /// Stops a runtime pod that no manifest wants any more (removed while staticlet was down, or
 /// left by an older version), with the grace period recorded on its sandbox.
 pub async fn stop_orphan(ctx: Arc<Context>, rt: RuntimePod, shutdown: CancellationToken) {
-    let span = tracing::info_span!("pod", pod = %rt.full_name(), uid = %rt.uid, source = "runtime");
+    let span =
+        tracing::info_span!("pod", pod = %rt.full_name(), namespace = %rt.namespace, uid = %rt.uid, source = "runtime");
     async move {
         let grace = rt
             .latest_sandbox()

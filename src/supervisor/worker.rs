@@ -39,7 +39,14 @@ pub async fn supervise(
     terminate: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid, source = %pod.origin);
+    // The namespace besides the full name, so the journal can be filtered by it (NAMESPACE=).
+    let span = tracing::info_span!(
+        "pod",
+        pod = %pod.full_name(),
+        namespace = pod.namespace(),
+        uid = %pod.uid,
+        source = %pod.origin
+    );
     // Boxed: a worker's state is large, and its future lives as long as the pod.
     Box::pin(async move { Worker::new(ctx, pod, seen).run(terminate, shutdown).await }.instrument(span)).await
 }
