@@ -33,8 +33,8 @@ then show a new random token.
 {{- $secret := $t.secret | default "" -}}
 {{- $expiration := "" -}}
 {{- $existing := lookup "v1" "Secret" "kube-system" (printf "bootstrap-token-%s" $id) -}}
-{{- if and $existing (eq ($existing.type | default "") "bootstrap.kubernetes.io/token") -}}
-{{- with $existing.data -}}
+{{- if and $existing (eq (index $existing "type" | default "") "bootstrap.kubernetes.io/token") -}}
+{{- with index $existing "data" -}}
 {{- if not $secret }}{{ $secret = index . "token-secret" | default "" | b64dec }}{{ end -}}
 {{- $expiration = index . "expiration" | default "" | b64dec -}}
 {{- end -}}
@@ -53,10 +53,10 @@ kube-public/cluster-info's kubeconfig (kubeadm publishes it) as an object, or no
 */}}
 {{- define "staticlet.clusterInfo" -}}
 {{- $ci := lookup "v1" "ConfigMap" "kube-public" "cluster-info" -}}
-{{- if and $ci $ci.data -}}
-{{- with index $ci.data "kubeconfig" -}}
+{{- if and $ci (index $ci "data") -}}
+{{- with index $ci "data" "kubeconfig" -}}
 {{- $kc := fromYaml . -}}
-{{- with $kc.clusters }}{{ (first .).cluster | toJson }}{{ end -}}
+{{- with index $kc "clusters" }}{{ index (first .) "cluster" | toJson }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end }}
@@ -69,7 +69,7 @@ The API server's URL for the bootstrap kubeconfig: cluster.server, else cluster-
 {{ .Values.cluster.server }}
 {{- else -}}
 {{- $ci := include "staticlet.clusterInfo" . | default "{}" | fromJson -}}
-{{- $ci.server | default "https://<API server address>:6443" -}}
+{{- index $ci "server" | default "https://<API server address>:6443" -}}
 {{- end -}}
 {{- end }}
 
@@ -85,8 +85,8 @@ ConfigMap kube-system/kube-root-ca.crt (kube-controller-manager publishes it in 
 {{- $root := lookup "v1" "ConfigMap" "kube-system" "kube-root-ca.crt" -}}
 {{- if index $ci "certificate-authority-data" -}}
 {{ index $ci "certificate-authority-data" }}
-{{- else if and $root $root.data (index $root.data "ca.crt") -}}
-{{ index $root.data "ca.crt" | b64enc }}
+{{- else if and $root (index $root "data") (index $root "data" "ca.crt") -}}
+{{ index $root "data" "ca.crt" | b64enc }}
 {{- else -}}
 <base64 of the cluster CA's PEM>
 {{- end -}}
