@@ -177,7 +177,9 @@ fn everything_the_chart_renders_passes_a_server_side_dry_run() {
         let kind = kind.to_lowercase();
         let done = format!("/{name} created (server dry run)");
         assert!(
-            out.lines().any(|l| (l.starts_with(&format!("{kind}.")) || l.starts_with(&format!("{kind}/"))) && l.ends_with(&done)),
+            out.lines()
+                .any(|l| (l.starts_with(&format!("{kind}.")) || l.starts_with(&format!("{kind}/")))
+                    && l.ends_with(&done)),
             "{object} not created by the dry run:\n{out}"
         );
     }
