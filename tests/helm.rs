@@ -217,6 +217,38 @@ fn kubectl_json(args: &[&str]) -> Option<Value> {
     if ok { serde_json::from_str(&out).ok() } else { None }
 }
 
+/// A server-side dry run of creating a mirror pod as `node` itself (impersonated), owned by its
+/// Node as NodeRestriction wants: `spec` adds lines to the pod's spec, `container` fields to its
+/// one container. Returns whether it was admitted, and kubectl's error.
+fn mirror_dry_run(dir: &Path, node: &str, uid: &str, namespace: &str, spec: &str, container: &str) -> (bool, String) {
+    let probe = dir.join("probe.yaml");
+    std::fs::write(
+        &probe,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: probe-{node}\n  namespace: {namespace}\n  \
+             annotations: {{kubernetes.io/config.mirror: probe}}\n  ownerReferences:\n  - {{apiVersion: v1, kind: Node, \
+             name: {node}, uid: {uid}, controller: true}}\nspec:\n  nodeName: {node}\n{spec}  containers:\n  \
+             - {{name: c, image: {image}{container}}}\n",
+            image = image()
+        ),
+    )
+    .unwrap();
+    let as_node = format!("system:node:{node}");
+    let (ok, _, err) = kubectl(&[
+        "create",
+        "--dry-run=server",
+        "--as",
+        &as_node,
+        "--as-group",
+        "system:nodes",
+        "--as-group",
+        "system:authenticated",
+        "-f",
+        &path_str(&probe),
+    ]);
+    (ok, err)
+}
+
 /// The release's objects outside its namespace, as `kind/name` sorted.
 fn release_objects(release: &str) -> Vec<String> {
     let selector = format!("app.kubernetes.io/instance={release}");
@@ -330,39 +362,26 @@ fn a_node_joins_with_the_bootstrap_kubeconfig_of_the_notes_and_upgrade_keeps_the
 
     // The policy, for this node only. Once it is in the API server's admission cache, a mirror
     // pod with hostPID from this node is refused (a server-side dry run as the node).
-    let probe = d.dir.path().join("probe.yaml");
-    std::fs::write(
-        &probe,
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: probe-{n}\n  namespace: default\n  \
-             annotations: {{kubernetes.io/config.mirror: probe}}\n  ownerReferences:\n  - {{apiVersion: v1, kind: Node, \
-             name: {n}, uid: {uid}, controller: true}}\nspec:\n  nodeName: {n}\n  hostPID: true\n  containers:\n  \
-             - {{name: c, image: {image}}}\n",
-            n = d.node,
-            uid = node["metadata"]["uid"].as_str().unwrap(),
-            image = image()
-        ),
-    )
-    .unwrap();
-    let as_node = format!("system:node:{}", d.node);
+    let uid = node["metadata"]["uid"].as_str().unwrap().to_owned();
+    let try_mirror = |namespace: &str, spec: &str, container: &str| {
+        mirror_dry_run(d.dir.path(), &d.node, &uid, namespace, spec, container)
+    };
     let mut last = String::new();
     d.wait_until("the policy refuses a hostPID mirror from the node", Duration::from_secs(30), |_| {
-        let (ok, _, err) = kubectl(&[
-            "create",
-            "--dry-run=server",
-            "--as",
-            &as_node,
-            "--as-group",
-            "system:nodes",
-            "--as-group",
-            "system:authenticated",
-            "-f",
-            &path_str(&probe),
-        ]);
-        last = err.clone();
-        !ok && err.contains("may not use hostPID")
+        let (ok, err) = try_mirror("default", "  hostPID: true\n", "");
+        last = err;
+        !ok && last.contains("may not use hostPID")
     });
     assert!(last.contains(&format!("{fullname}-mirror-pods")), "the refusal names the policy: {last}");
+    // The other defaults, and what the values said: a plain mirror in default passes.
+    let (ok, err) = try_mirror("default", "", "");
+    assert!(ok, "a plain mirror pod is admitted: {err}");
+    let (ok, err) = try_mirror("default", "", ", securityContext: {privileged: true}");
+    assert!(!ok && err.contains("may not have privileged containers (mirrorPodPolicy.allow.privileged): c"), "{err}");
+    let (ok, err) = try_mirror("default", "", ", securityContext: {capabilities: {add: [NET_ADMIN]}}");
+    assert!(!ok && err.contains("may add only these capabilities: none"), "{err}");
+    let (ok, err) = try_mirror("kube-system", "", "");
+    assert!(!ok && err.contains("may only be in namespaces default"), "{err}");
     // The node runs such a pod anyway; its mirror is refused, and says so.
     d.write_manifest("pid.yaml", &shell_pod("host-pid", "sleep 3600", "  hostPID: true\n"));
     d.wait_for_running("host-pid");
