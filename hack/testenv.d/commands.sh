@@ -226,6 +226,15 @@ cmd_metrics_server() {
     echo "$MS_BIN"
 }
 
+# helm build: the binary of helm.sh, built if missing; prints its path.
+cmd_helm() {
+    [[ "${1:-}" == build && $# -eq 1 ]] || usage
+    check_dir
+    take_lock
+    ensure_helm
+    echo "$HELM_BIN"
+}
+
 # kubeadm-node metrics-server up [--kubelet-insecure-tls] | down | status (metrics-server.sh).
 cmd_kadm_metrics_server() {
     local sub="${1:-}" insecure=0
