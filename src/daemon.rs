@@ -50,8 +50,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (readiness, runtime_latch) = Readiness::new();
     let manifests_latch = runtime_latch.fork();
 
-    let runtime: SharedCri =
-        Arc::new(Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?);
+    let metrics = Arc::new(Metrics::new());
+    let runtime: SharedCri = Arc::new(
+        Runtime::connect(&config.container_runtime_endpoint, config.runtime_request_timeout)?
+            .instrumented(metrics.runtime_operations.clone()),
+    );
     let listener = server::bind(config.status_address)
         .await
         .with_context(|| format!("cannot listen on statusAddress {}", config.status_address))?;
@@ -85,7 +88,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     };
     let observer = Observer::new();
-    let metrics = Arc::new(Metrics::new());
     let views = Views::default();
     tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), RELIST_PERIOD, shutdown.clone()));
     if let Some(every) = watchdog::period_from_systemd() {
@@ -137,6 +139,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             views: views.clone(),
             problems: problems.clone(),
             events: receiver,
+            metrics: metrics.clone(),
         };
         let clients = certs::ClientCerts::new(kubeconfig, &config.cert_directory, &config.node_name);
         let rotate = config.rotate_certificates;
@@ -304,6 +307,7 @@ struct Mirrors {
     views: Views,
     problems: MirrorProblems,
     events: tokio::sync::mpsc::UnboundedReceiver<crate::supervisor::events::PodEvent>,
+    metrics: Arc<Metrics>,
 }
 
 impl Mirrors {
@@ -320,7 +324,8 @@ impl Mirrors {
     ) {
         shared.send_replace(Some(client.clone()));
         let mut sync =
-            MirrorSync::new(client.clone(), self.settings, self.desired, self.views, self.problems, self.events);
+            MirrorSync::new(client.clone(), self.settings, self.desired, self.views, self.problems, self.events)
+                .with_metrics(self.metrics);
         if let Some(rotation) = rotation {
             let (renewed_tx, renewed) = tokio::sync::watch::channel(client);
             tracker.spawn(rotation.run(in_use, renewed_tx, shutdown.clone()));

@@ -259,6 +259,10 @@ spec:
         out.contains("FailedMirrorPod")
     });
     assert!(d.log().contains("mirror pod sync failed"), "{}", d.log());
+    // A policy's denial is 422 Invalid (its default reason); the pod still counts as one mirror
+    // the node keeps trying to have.
+    assert!(d.metric(r#"staticlet_mirror_refusals_total{code="422"}"#) >= 1.0);
+    assert_eq!(d.metric("kubelet_mirror_pods"), 1.0);
     let _ = kubectl(&["delete", "-f", &file.display().to_string()]);
 }
 

@@ -3,7 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use common::*;
 
@@ -56,6 +59,17 @@ fn container_killed_from_outside_is_restarted_and_counted() {
     assert_ne!(now_running, before);
     let restarted = runtime_containers(&after.uid).into_iter().find(|c| c.id == now_running[0]).unwrap();
     assert_eq!(restarted.metadata.unwrap().attempt, 1);
+
+    // kubelet's metrics tell the same story: one sandbox, two container starts, one restart.
+    assert_eq!(d.metric("kubelet_running_pods"), 1.0);
+    assert_eq!(d.metric(r#"kubelet_running_containers{container_state="running"}"#), 1.0);
+    assert_eq!(d.metric("kubelet_started_pods_total"), 1.0);
+    assert_eq!(d.metric(r#"kubelet_started_containers_total{container_type="container"}"#), 2.0);
+    assert_eq!(d.metric("staticlet_container_restarts_total"), 1.0);
+    assert_eq!(d.metric("kubelet_pod_start_duration_seconds_count"), 1.0, "the restart is not a second pod start");
+    assert_eq!(d.metric(r#"kubelet_runtime_operations_total{operation_type="run_podsandbox"}"#), 1.0);
+    assert!(d.metric(r#"kubelet_runtime_operations_total{operation_type="list_containers"}"#) >= 2.0);
+    assert_eq!(d.metric("kubelet_mirror_pods"), 0.0, "standalone: no mirrors");
 }
 
 #[test]
@@ -74,6 +88,8 @@ fn removed_manifest_stops_its_pod_and_restoring_it_runs_the_pod_again() {
     std::fs::rename(&aside, &path).unwrap();
     let back = d.wait_for_running("static-web");
     assert_eq!(back.uid, pod.uid, "same manifest, same node, same path: same UID");
+    assert_eq!(d.metric(r#"kubelet_restarted_pods_total{static="true"}"#), 1.0, "kubelet's meaning of a restarted pod");
+    assert_eq!(d.metric("kubelet_started_pods_total"), 2.0);
 }
 
 #[test]
@@ -120,6 +136,8 @@ fn broken_manifest_keeps_the_last_good_pod_running_and_reports_the_error() {
     d.wait_until("the error is reported", Duration::from_secs(20), |d| {
         d.status().manifest_errors.iter().any(|e| e.contains("web.yaml: line 4"))
     });
+    let series = format!(r#"staticlet_manifest_errors{{location="{}"}}"#, path.display());
+    assert_eq!(d.metric(&series), 1.0, "one error series, named by the file");
     // Two full rescans later (fileCheckFrequency is 2s), each reading the broken file again, the
     // pod is still the same pod.
     let rescans = r#"staticlet_manifest_dir_scans_total{trigger="period"}"#;
@@ -251,6 +269,26 @@ fn a_chatty_containers_log_is_rotated_kept_to_max_files_and_reopened() {
                   19 20; do i=$((i+1)); echo \"line $i $pad\"; done; sleep 0.2; done";
     d.write_manifest("chatty.yaml", &shell_pod("chatty", script, ""));
     let pod = d.wait_for_running("chatty");
+    // `staticlet logs -f` from the start, read on a thread while the rotations below happen.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        .args(["logs", "-f", "chatty"])
+        .arg(format!("--pod-logs-dir={}", d.logs.display()))
+        .arg(format!("--node-name={}", d.node))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = {
+        let out = follow.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+    };
     let dir = d.logs.join(format!("default_chatty-{}_{}", d.node, pod.uid)).join("main");
     let current = dir.join("0.log");
     let rotated = || -> Vec<String> {
@@ -298,6 +336,13 @@ fn a_chatty_containers_log_is_rotated_kept_to_max_files_and_reopened() {
     d.wait_until("the current log receives new lines", Duration::from_secs(10), |_| {
         std::fs::read_to_string(&current).unwrap_or_default().lines().last().and_then(line_number) > Some(last)
     });
+    // The follower went through every rotation above without losing or repeating a line.
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let numbers = followed.join().unwrap();
+    assert!(numbers.len() > 200 && numbers[0] == 1, "followed {} lines from line {:?}", numbers.len(), numbers.first());
+    let broken: Vec<_> = numbers.windows(2).filter(|w| w[1] != w[0] + 1).collect();
+    assert!(broken.is_empty(), "`logs -f` across rotations skipped or repeated lines: {broken:?}");
     // Between a rename and its reopen there is no 0.log for a moment: `logs` may miss it then.
     d.wait_until("staticlet logs reads the current file", Duration::from_secs(10), |d| {
         let (ok, out, _) = d.cli(&["logs", "chatty", "--tail", "1"]);
@@ -462,10 +507,8 @@ fn bad_config_is_refused_naming_the_field_and_stops_nothing() {
     let d = Daemon::new("badconfig");
     let config = d.dir.path().join("config.yaml");
     std::fs::write(&config, "staticPodPth: /etc/kubernetes/manifests\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_staticlet"))
-        .arg(format!("--config={}", config.display()))
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_staticlet")).arg(format!("--config={}", config.display())).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("staticPodPth") && stderr.contains("config.yaml"), "{stderr}");
@@ -491,7 +534,7 @@ fn manifest_written_in_place_in_pieces_is_not_reported_broken() {
 
 fn testenv(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
-    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
+    let status = Command::new("bash").arg(script).args(args).status().unwrap();
     assert!(status.success(), "hack/testenv {args:?} failed");
 }
 

@@ -6,6 +6,7 @@ use k8s_cri::v1::{
 use tonic::transport::{Channel, Endpoint};
 
 use super::{Cri, ExecResult, StreamRequest, resources::CgroupDriver};
+use crate::ops::metrics::RuntimeOperations;
 
 /// A failed runtime call, named by the RPC and the endpoint, so "containerd is down" and "this
 /// image is missing" read differently in the log.
@@ -45,6 +46,8 @@ pub struct Runtime {
     timeout: Duration,
     /// The cgroup driver, once the runtime has answered (`cgroup_driver`).
     cgroup_driver: std::sync::Arc<tokio::sync::OnceCell<Option<CgroupDriver>>>,
+    /// kubelet's runtime operation metrics, recorded for every call.
+    operations: Option<RuntimeOperations>,
 }
 
 macro_rules! call {
@@ -54,7 +57,12 @@ macro_rules! call {
     ($self:ident, $client:ident, $method:ident, $rpc:literal, $req:expr, $timeout:expr) => {{
         let mut request = tonic::Request::new($req);
         request.set_timeout($timeout);
-        $self.$client.clone().$method(request).await.map(|r| r.into_inner()).map_err(|status| CriError::Rpc {
+        let began = std::time::Instant::now();
+        let result = $self.$client.clone().$method(request).await;
+        if let Some(operations) = &$self.operations {
+            operations.record($rpc, began.elapsed().as_secs_f64(), result.is_err());
+        }
+        result.map(|r| r.into_inner()).map_err(|status| CriError::Rpc {
             rpc: $rpc,
             endpoint: $self.endpoint.clone(),
             code: status.code(),
@@ -79,7 +87,14 @@ impl Runtime {
             images: ImageServiceClient::new(channel),
             timeout,
             cgroup_driver: Default::default(),
+            operations: None,
         })
+    }
+
+    /// Records every call in `operations` (kubelet_runtime_operations_*).
+    pub fn instrumented(mut self, operations: RuntimeOperations) -> Self {
+        self.operations = Some(operations);
+        self
     }
 }
 

@@ -37,6 +37,7 @@ use crate::{
     config::NodeTaint,
     desired::Desired,
     manifest::StaticPod,
+    ops::metrics::{Metrics, label},
     retry::LogOnce,
     supervisor::{Views, events::PodEvent},
 };
@@ -64,6 +65,7 @@ pub struct MirrorSync {
     events: mpsc::UnboundedReceiver<PodEvent>,
     /// Clients with a renewed certificate (rotateCertificates).
     rotation: Option<watch::Receiver<Client>>,
+    metrics: Arc<Metrics>,
 }
 
 /// How a pod's pass ended when nothing failed.
@@ -110,12 +112,18 @@ impl MirrorSync {
         problems: MirrorProblems,
         events: mpsc::UnboundedReceiver<PodEvent>,
     ) -> Self {
-        Self { client, settings, desired, views, problems, events, rotation: None }
+        Self { client, settings, desired, views, problems, events, rotation: None, metrics: Default::default() }
     }
 
     /// The API client, for the kubelet API's token and access reviews.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Counts mirrors and refusals in `metrics` (kubelet_mirror_pods, staticlet_mirror_refusals).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// With client certificate rotation: each client sent on `clients` replaces the one in use
@@ -190,6 +198,7 @@ impl MirrorSync {
                 ready = store.wait_until_ready() => if ready.is_err() { return },
             }
             let desired = self.desired.borrow().clone();
+            self.metrics.mirror_pods.set(desired.pods.len() as i64);
             for wanted in desired.pods.values() {
                 let result = self.sync_pod(&store, &wanted.pod, &uid, &mut memory.refusals).await;
                 self.report(&wanted.pod.full_name(), &uid, result, &mut memory).await;
@@ -279,6 +288,9 @@ impl MirrorSync {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Synced::Done),
             Err(e) => {
                 let error = MirrorError::api("create", format!("mirror pod {full}"), e);
+                if let (true, Some(code)) = (is_refusal(&error), error.code()) {
+                    self.metrics.mirror_refusals.get_or_create(&label("code", &code.to_string())).inc();
+                }
                 refusals.failed(&full, Instant::now());
                 self.problems.set(&full, Some(format!("no mirror pod: {error}")));
                 Err(error)

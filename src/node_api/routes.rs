@@ -53,7 +53,9 @@ pub async fn handle(api: &Arc<NodeApi>, req: Request<Incoming>, certificate: Opt
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&Method::GET, ["pods"] | ["pods", ""]) => json(&pod_list(api)),
-        (&Method::GET, ["metrics"]) => with_type(stats::CONTENT_TYPE, api.metrics.encode()),
+        (&Method::GET, ["metrics"]) => {
+            with_type(stats::CONTENT_TYPE, api.metrics.scrape(&api.observer.latest(), &api.desired.borrow()))
+        }
         (&Method::GET, ["metrics", "resource"]) => match sample(api).await {
             Ok(sample) => with_type(stats::CONTENT_TYPE, stats::resource_metrics(&sample)),
             Err(e) => {

@@ -15,11 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{metrics::Metrics, readiness::Readiness};
-use crate::{
-    cri::{ContainerState, Observer},
-    desired::Desired,
-    supervisor::Views,
-};
+use crate::{cri::Observer, desired::Desired, supervisor::Views};
 
 pub use super::view::PodView;
 
@@ -92,17 +88,8 @@ async fn pods(State(state): State<ServerState>) -> Json<LocalStatus> {
 }
 
 async fn metrics(State(state): State<ServerState>) -> ([(&'static str, &'static str); 1], String) {
-    let snapshot = state.observer.latest();
-    let m = &state.metrics;
-    m.running_pods.set(snapshot.pods.values().filter(|p| p.ready_sandbox().is_some()).count() as i64);
-    for (label, wanted) in
-        [("running", ContainerState::Running), ("exited", ContainerState::Exited), ("created", ContainerState::Created)]
-    {
-        let count = snapshot.pods.values().flat_map(|p| &p.containers).filter(|c| c.state == wanted).count();
-        m.running_containers.get_or_create(&vec![("container_state".into(), label.into())]).set(count as i64);
-    }
-    m.manifest_errors.set(state.desired.borrow().errors.len() as i64);
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], m.encode())
+    let text = state.metrics.scrape(&state.observer.latest(), &state.desired.borrow());
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {

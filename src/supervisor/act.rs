@@ -23,6 +23,7 @@ use crate::cri::{
     resources::{self, PodCgroups},
     security, translate, volumes,
 };
+use crate::ops::metrics::label;
 
 impl Worker {
     pub(super) async fn execute(&mut self, action: Action) -> Result<(), CriError> {
@@ -49,9 +50,12 @@ impl Worker {
                     }
                     other => other,
                 };
-                let id = run.map_err(|e| self.sandbox_failed(e, &handler))?;
+                let id = run.map_err(|e| {
+                    self.ctx.metrics.started_pods_errors.inc();
+                    self.sandbox_failed(e, &handler)
+                })?;
                 tracing::info!(sandbox = %id, attempt, "sandbox running");
-                self.ctx.metrics.sandboxes_started.inc();
+                self.ctx.metrics.started_pods.inc();
                 if !self.pod.host_network() {
                     let ip = runtime.sandbox_ip(&id).await.unwrap_or_default();
                     self.ips.insert(id, ip);
@@ -163,9 +167,12 @@ impl Worker {
         config.mounts.extend(termination::prepare(&self.ctx.root_dir, &self.pod, &container, restart_count));
         hosts::prepare(&self.ctx.root_dir, &self.pod, &pod_ip, &mut config);
         let oom_score_adj = config.linux.as_ref().and_then(|l| l.resources.as_ref()).map_or(0, |r| r.oom_score_adj);
+        let container_type =
+            if self.pod.spec().containers.iter().any(|c| c.name == name) { "container" } else { "init_container" };
         let id = match runtime.create_container(sandbox_id, config, sandbox_config).await {
             Ok(id) => id,
             Err(e) => {
+                self.count_start_error(container_type, &e);
                 self.waiting.insert(name.to_owned(), "CreateContainerError".into());
                 self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
                 return Err(e);
@@ -173,6 +180,7 @@ impl Worker {
         };
         self.ctx.events.normal(&self.pod, "Created", format!("Created container {name}"));
         if let Err(e) = runtime.start_container(&id).await {
+            self.count_start_error(container_type, &e);
             self.waiting.insert(name.to_owned(), "RunContainerError".into());
             self.ctx.events.warning(&self.pod, "Failed", format!("Error: {e}"));
             let _ = runtime.remove_container(&id).await;
@@ -185,9 +193,19 @@ impl Worker {
             self.backoff.record_restart(name, SystemTime::now());
             self.ctx.metrics.container_restarts.inc();
         }
-        self.ctx.metrics.containers_started.inc();
+        self.ctx.metrics.started_containers.get_or_create(&label("container_type", container_type)).inc();
         tracing::info!(container = %name, id = %id, restart_count, "container started");
         self.post_start(&id, name, sandbox_id).await
+    }
+
+    /// kubelet_started_containers_errors_total, by gRPC code as kubelet labels it.
+    fn count_start_error(&self, container_type: &str, error: &CriError) {
+        let code = match error {
+            CriError::Rpc { code, .. } => format!("{code:?}"),
+            CriError::Endpoint { .. } => "Unavailable".to_owned(),
+        };
+        let labels = vec![("code".to_owned(), code), ("container_type".to_owned(), container_type.to_owned())];
+        self.ctx.metrics.started_containers_errors.get_or_create(&labels).inc();
     }
 
     /// kubelet's FailedCreatePodSandBox event; with a runtime handler asked for, the error names

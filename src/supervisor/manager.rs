@@ -7,7 +7,10 @@
 //! - a runtime pod no manifest wants is stopped, but only once its source has reported at least
 //!   once and only if its manifest is not merely broken: a slow URL or a typo never kills a pod.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    sync::Arc,
+};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -36,12 +39,17 @@ pub struct Manager {
     next_id: u64,
     done_tx: mpsc::UnboundedSender<u64>,
     done_rx: mpsc::UnboundedReceiver<u64>,
+    /// UIDs of pods recently told to stop (the newest RECENTLY_STOPPED), so a pod started again
+    /// with one of them counts as restarted (kubelet_restarted_pods_total).
+    stopped: VecDeque<String>,
 }
+
+const RECENTLY_STOPPED: usize = 256;
 
 impl Manager {
     pub fn new(ctx: Arc<Context>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        Self { ctx, tracker, shutdown, handles: Vec::new(), next_id: 0, done_tx, done_rx }
+        Self { ctx, tracker, shutdown, handles: Vec::new(), next_id: 0, done_tx, done_rx, stopped: VecDeque::new() }
     }
 
     pub async fn run(mut self, mut desired: watch::Receiver<Arc<Desired>>) {
@@ -76,6 +84,10 @@ impl Manager {
                 Op::Terminate(id) => {
                     if let Some(handle) = self.handles.iter().find(|h| h.id == id) {
                         handle.terminate.cancel();
+                        if self.stopped.len() == RECENTLY_STOPPED {
+                            self.stopped.pop_front();
+                        }
+                        self.stopped.push_back(handle.uid.clone());
                     }
                 }
                 Op::Start(full_name) => {
@@ -91,6 +103,10 @@ impl Manager {
                         .unwrap_or_default();
                     let terminate = CancellationToken::new();
                     let (uid, hash) = (pod.uid.clone(), pod.config_hash.clone());
+                    if let Some(at) = self.stopped.iter().position(|stopped| *stopped == uid) {
+                        self.stopped.remove(at);
+                        self.ctx.metrics.restarted_pods.inc();
+                    }
                     let task = worker::supervise(self.ctx.clone(), pod, seen, terminate.clone(), self.shutdown.clone());
                     self.spawn(full_name, uid, Some(hash), terminate, task);
                 }

@@ -78,6 +78,9 @@ pub(super) struct Worker {
     /// passed its deadline (it is then stopped, Failed, and never started again).
     started: Option<SystemTime>,
     pub(super) past_deadline: bool,
+    /// When this worker first saw the pod, until its STATUS first reads Running
+    /// (kubelet_pod_start_duration_seconds); None for a pod adopted running.
+    first_seen: Option<std::time::Instant>,
     /// The worker's tokens, so a long postStart hook gives way to the pod being stopped.
     pub(super) terminate: CancellationToken,
     pub(super) shutdown: CancellationToken,
@@ -114,6 +117,7 @@ impl Worker {
             pre_stops,
             started: None,
             past_deadline: false,
+            first_seen: Some(std::time::Instant::now()),
             terminate: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             ctx,
@@ -167,7 +171,10 @@ impl Worker {
                 if !announced {
                     announced = true;
                     match rt {
-                        Some(rt) if rt.ready_sandbox().is_some() => tracing::info!("adopted running pod"),
+                        Some(rt) if rt.ready_sandbox().is_some() => {
+                            self.first_seen = None;
+                            tracing::info!("adopted running pod");
+                        }
                         _ => tracing::info!("starting pod"),
                     }
                 }
@@ -217,6 +224,7 @@ impl Worker {
             } else {
                 self.publish(&snapshot, &[], false);
             }
+            self.note_first_run();
 
             if let Some(step) = act {
                 let result = match step {
@@ -254,6 +262,15 @@ impl Worker {
                 _ = tokio::time::sleep(sleep_for) => {}
             }
             snapshot = snapshots.borrow_and_update().clone();
+        }
+    }
+
+    /// kubelet_pod_start_duration_seconds, once per worker: the first time the pod reads Running.
+    fn note_first_run(&mut self) {
+        let Some(seen) = self.first_seen else { return };
+        if self.ctx.views.get(&self.pod.uid).is_some_and(|v| v.status() == "Running") {
+            self.first_seen = None;
+            self.ctx.metrics.pod_start_duration.observe(seen.elapsed().as_secs_f64());
         }
     }
 

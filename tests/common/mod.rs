@@ -185,14 +185,14 @@ impl Daemon {
         self.status().pods.into_iter().find(|p| p.name == full)
     }
 
-    /// One series of this daemon's /metrics, named as Prometheus prints it (`name_total` or
-    /// `name_total{label="value"}`); 0 for a series of a registered family not printed yet (a
+    /// One series of this daemon's /metrics, named as Prometheus prints it (`name_total`,
+    /// `name_count` or `name_total{label="value"}`); 0 for a series of a registered family not printed yet (a
     /// family prints a label value only once it has been counted). Panics if the family itself is
     /// not registered, so a misspelt name cannot read as a counter that never moves.
     pub fn metric(&self, series: &str) -> f64 {
         let body = http_get(self.status_port, "/metrics").unwrap_or_else(|e| panic!("/metrics: {e}\n{}", self.log()));
         let name = series.split('{').next().unwrap();
-        let family = name.strip_suffix("_total").unwrap_or(name);
+        let family = ["_total", "_count", "_sum", "_bucket"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
         assert!(body.contains(&format!("# TYPE {family} ")), "no metric {family} in /metrics:\n{body}");
         body.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
