@@ -35,6 +35,11 @@ fn cri_log_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// One CRI call on the test runtime (the client must be made inside the tokio runtime).
+fn cri<T>(call: impl AsyncFnOnce(staticlet::cri::Runtime) -> T) -> T {
+    common::block_on(async { call(common::runtime()).await })
+}
+
 fn bind(host: &Path, inside: &str, readonly: bool) -> api::Mount {
     api::Mount {
         host_path: host.display().to_string(),
@@ -98,7 +103,7 @@ impl AgentSandbox {
             }),
             ..Default::default()
         };
-        let id = common::block_on(common::runtime().run_sandbox(config.clone(), "")).expect("RunPodSandbox");
+        let id = cri(async |rt| rt.run_sandbox(config.clone(), "").await).expect("RunPodSandbox");
         Self { id, config }
     }
 
@@ -183,7 +188,7 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
     let imported = ctr(&["images", "import", &archive.display().to_string()]);
     assert!(imported.status.success(), "ctr images import: {}", text(&imported));
     let _image = Imported(tag.clone());
-    let image_id = common::block_on(common::runtime().image_id(&tag)).unwrap();
+    let image_id = cri(async |rt| rt.image_id(&tag).await).unwrap();
     assert!(image_id.is_some(), "the runtime does not list {tag} after the import: {}", text(&imported));
 
     // The directories the runtime outside uses exist before they are mounted (a bind mount
@@ -198,7 +203,7 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
     step("staticlet --version in the image");
     let version_id = agent.start("version", &tag, &["--version".to_owned()], vec![]);
     let exited = (0..100).find_map(|_| {
-        let status = common::block_on(common::runtime().container_status(&version_id)).unwrap();
+        let status = cri(async |rt| rt.container_status(&version_id).await).unwrap();
         if status.state == api::ContainerState::ContainerExited as i32 {
             return Some(status);
         }
@@ -261,14 +266,13 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
 
     // From the host, through CRI: the pod is this node's, made by the staticlet in the image
     // (the only one with this node name), and runs.
-    let sandboxes =
-        common::block_on(common::runtime().list_sandboxes(&[("staticlet.io/node", d.node.as_str())])).unwrap();
+    let sandboxes = cri(async |rt| rt.list_sandboxes(&[("staticlet.io/node", d.node.as_str())]).await).unwrap();
     assert_eq!(sandboxes.len(), 1, "{sandboxes:#?}");
     assert_eq!(sandboxes[0].metadata.as_ref().map(|m| m.uid.as_str()), Some(pod.uid.as_str()));
     assert_eq!(sandboxes[0].state, api::PodSandboxState::SandboxReady as i32);
     let running = common::running_container_ids(&pod.uid);
     assert_eq!(running.len(), 1, "{:#?}", common::runtime_containers(&pod.uid));
-    let pid = common::block_on(common::runtime().container_pid(&running[0])).unwrap().expect("the container's PID");
+    let pid = cri(async |rt| rt.container_pid(&running[0]).await).unwrap().expect("the container's PID");
 
     let proof = root.join("pods").join(&pod.uid).join("volumes/kubernetes.io~empty-dir/scratch/proof");
     let written = (0..50).find_map(|_| {
@@ -291,8 +295,8 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
     // The pod cgroup the staticlet in the container wrote is the host's, and holds the process.
     // (Limits alone: requests equal them, a Guaranteed pod, whose cgroup is /kubepods/pod<uid>.)
     let cgroup = Path::new("/sys/fs/cgroup/cpu/kubepods").join(format!("pod{}", pod.uid));
-    let quota = std::fs::read_to_string(cgroup.join("cpu.cfs_quota_us"));
-    assert_eq!(quota.as_deref().map(str::trim), Ok("20000"), "{}", cgroup.display());
+    let quota = std::fs::read_to_string(cgroup.join("cpu.cfs_quota_us")).ok();
+    assert_eq!(quota.as_deref().map(str::trim), Some("20000"), "{}", cgroup.display());
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(own.lines().any(|l| l.contains(&format!("/kubepods/pod{}/", pod.uid))), "{own}");
 
