@@ -15,12 +15,14 @@ ensure_cargo() {
 
 # Packages the tests use beyond the runtime's own (hack/testenv installs those); shellcheck and
 # shfmt are for hack/check-shell; systemd-container (systemd-nspawn) boots the real systemd of
-# tests/systemd.rs, and binutils' objdump tells hack/package the glibc the binary needs.
+# tests/systemd.rs, binutils' objdump tells hack/package the glibc the binary needs, and buildah
+# builds tests/image.rs's image (hack/image).
 ensure_test_packages() {
     local missing=()
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
     command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     command -v shfmt >/dev/null 2>&1 || missing+=(shfmt)
@@ -43,6 +45,18 @@ ensure_package_tools() {
     local missing=()
     command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
     command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
+    fi
+}
+
+# hack/image: buildah builds the image (offline: vfs storage, chroot isolation, nothing pulled),
+# binutils' readelf checks the binary is static and strip takes its debug info out.
+ensure_image_tools() {
+    local missing=()
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    command -v readelf >/dev/null 2>&1 || missing+=(binutils)
     if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
