@@ -443,7 +443,7 @@ spec:
     );
     d.write_manifest("net.yaml", &manifest);
     let pod = d.wait_for_running("net");
-    assert!(pod.ip.starts_with("10.233.0."), "pod IP from the test CNI bridge: {:?}", pod.ip);
+    assert!(pod.ip.starts_with(&pod_subnet_prefix()), "pod IP from the test CNI bridge: {:?}", pod.ip);
     d.wait_until("the container wrote its environment", Duration::from_secs(10), |_| host_dir.join("pwd").exists());
     let env = std::fs::read_to_string(host_dir.join("env")).unwrap();
     assert_eq!(env.trim(), format!("hello net-{} {} 48", d.node, pod.ip));

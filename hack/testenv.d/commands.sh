@@ -21,11 +21,16 @@ cmd_up() {
     else
         ensure_packages "${PACKAGES[@]}"
     fi
-    if [[ -d "$DIR" && ! -e "$MARKER" && -n "$(ls -A "$DIR")" ]]; then
-        die "$DIR exists, is not empty and was not made by testenv; pick another STATICLET_TESTENV_DIR"
-    fi
-    mkdir -p "$DIR"
-    touch "$MARKER"
+    # The containerd 2 instance's dir is inside the default one's, which must be ours as well.
+    local d
+    for d in "$BASE_DIR" "$DIR"; do
+        if [[ -d "$d" && ! -e "$d/.staticlet-testenv" && -n "$(ls -A "$d")" ]]; then
+            die "$d exists, is not empty and was not made by testenv; pick another STATICLET_TESTENV_DIR"
+        fi
+        mkdir -p "$d"
+        touch "$d/.staticlet-testenv"
+    done
+    if [[ "$RUNTIME" == containerd2 ]]; then ensure_containerd2; fi
     write_crictl_yaml
     build_pause
 
@@ -51,6 +56,7 @@ cmd_up() {
 
     cat <<EOF
 testenv: up ($( ((warm)) && echo "already running" || echo "started"), $((SECONDS - t0))s)
+  runtime         $RUNTIME: $("$CONTAINERD" --version 2>/dev/null | awk '{print $3}'), $("$RUNC" --version | head -n 1)
   containerd pid  $(daemon_pid)  (log $LOG)
   CRI socket      unix://$SOCK
   images          $PAUSE_IMAGE (sandbox), $TEST_IMAGE
@@ -59,7 +65,11 @@ testenv: up ($( ((warm)) && echo "already running" || echo "started"), $((SECOND
   check           $verified
 EOF
     if ((cluster)); then printf '%s\n' "$cluster_summary"; fi
-    echo "  use it with     eval \"\$($0 env)\""
+    if [[ "$RUNTIME" == containerd2 ]]; then
+        echo "  use it with     eval \"\$($0 env --runtime containerd2)\""
+    else
+        echo "  use it with     eval \"\$($0 env)\""
+    fi
 }
 
 cmd_node_kubeconfig() {
@@ -84,7 +94,11 @@ cmd_env() {
     check_dir
     printf 'export CONTAINER_RUNTIME_ENDPOINT=%q\n' "unix://$SOCK"
     printf 'export CONTAINERD_ADDRESS=%q\n' "$SOCK"
-    printf 'export STATICLET_TESTENV_DIR=%q\n' "$DIR"
+    # The state dir as given (the containerd 2 instance's is inside it), and the runtime, so
+    # that the tests' own calls of this script (restart-runtime, ...) reach the same instance.
+    printf 'export STATICLET_TESTENV_DIR=%q\n' "$BASE_DIR"
+    printf 'export STATICLET_TESTENV_RUNTIME=%q\n' "$RUNTIME"
+    printf 'export STATICLET_TEST_POD_SUBNET=%q\n' "$SUBNET"
     printf 'export STATICLET_TEST_IMAGE=%q\n' "$TEST_IMAGE"
     printf 'export STATICLET_PAUSE_IMAGE=%q\n' "$PAUSE_IMAGE"
     printf 'export CRI_CONFIG_FILE=%q\n' "$DIR/crictl.yaml"
@@ -152,11 +166,20 @@ cmd_down() {
     need_root
     check_dir
     take_lock
-    local stopped
-    # The kubeadm node first: its own containerd and namespaces, nothing of ours in them.
-    stopped="$(kadm_down)"
-    # The cluster (controller manager, API server, etcd), bounded with SIGKILL after 20 s.
-    stopped+=" $(cluster_down)"
+    local stopped=""
+    # `down --runtime containerd2` takes that instance alone: the cluster and the kubeadm node
+    # are the default instance's, which other tests may be using.
+    if [[ "$RUNTIME" == containerd ]]; then
+        # The containerd 2 instance in our dir first, whole (this lock is inherited: take_lock).
+        if [[ -e "$DIR/containerd2/.staticlet-testenv" ]]; then
+            STATICLET_TESTENV_DIR="$BASE_DIR" STATICLET_TESTENV_RUNTIME=containerd2 "$SELF" down >&2 ||
+                log "warning: the containerd 2 instance did not go down cleanly"
+        fi
+        # The kubeadm node: its own containerd and namespaces, nothing of ours in them.
+        stopped="$(kadm_down)"
+        # The cluster (controller manager, API server, etcd), bounded with SIGKILL after 20 s.
+        stopped+=" $(cluster_down)"
+    fi
     if answers; then
         remove_workloads
     fi

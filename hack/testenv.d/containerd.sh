@@ -3,7 +3,7 @@
 # config.toml and the CNI network, templates/cni.conflist), finding our daemon, starting it and
 # proving its CRI plugin loaded.
 
-ctrc() { timeout "${CTR_TIMEOUT:-30}" ctr -a "$SOCK" "$@"; }
+ctrc() { timeout "${CTR_TIMEOUT:-30}" "$CTR" -a "$SOCK" "$@"; }
 
 containerd_pids() { pids_with_args containerd --config "$CONFIG"; }
 shim_pids() { pids_with_args 'containerd-shim*' -address "$SOCK"; }
@@ -48,10 +48,17 @@ render_cni() {
         "SUBNET=$SUBNET" "DIR=$DIR"
 }
 
+# containerd 1.6 reads configuration version 2, containerd 2 its version 3 (templates/
+# containerd2-config.toml), which also names our build of the shim and runc.
 render_config() {
-    render_template containerd-config.toml "DIR=$DIR" "SOCK=$SOCK" "TTRPC_SOCK=$TTRPC_SOCK" \
-        "PAUSE_IMAGE=$PAUSE_IMAGE" "CNI_BIN=$CNI_BIN" "CNI_CONF_DIR=$CNI_CONF_DIR" \
-        "RUNC_ROOT=$RUNC_ROOT"
+    local -a common=("DIR=$DIR" "SOCK=$SOCK" "TTRPC_SOCK=$TTRPC_SOCK" "PAUSE_IMAGE=$PAUSE_IMAGE"
+        "CNI_BIN=$CNI_BIN" "CNI_CONF_DIR=$CNI_CONF_DIR" "RUNC_ROOT=$RUNC_ROOT")
+    if [[ "$RUNTIME" == containerd2 ]]; then
+        render_template containerd2-config.toml "${common[@]}" \
+            "SHIM=$CD2_BIN/containerd-shim-runc-v2" "RUNC=$RUNC"
+    else
+        render_template containerd-config.toml "${common[@]}"
+    fi
 }
 
 write_config() {
@@ -79,7 +86,7 @@ start_containerd() {
     rm -f "$SOCK" "$TTRPC_SOCK" "$PIDFILE"
     write_config
     log "starting containerd ($LOG)"
-    spawn_daemon "$PIDFILE" "$LOG" containerd --config "$CONFIG"
+    spawn_daemon "$PIDFILE" "$LOG" "$CONTAINERD" --config "$CONFIG"
 
     local pid="" i
     for ((i = 0; i < 300; i++)); do # 30 s

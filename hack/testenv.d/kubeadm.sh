@@ -54,9 +54,11 @@ kadm_enter() {
 # kadm_inner ARGS...: this script, for the inner instance, inside the node. It inherits our lock
 # (fd 9, see take_lock).
 kadm_inner() {
-    # Without the host instance's exports (`eval "$(hack/testenv env)"`): tools read them.
+    # Without the host instance's exports (`eval "$(hack/testenv env)"`): tools read them. The
+    # node runs Debian's containerd, whichever runtime the host's tests chose.
     kadm_enter env -u CONTAINER_RUNTIME_ENDPOINT -u CONTAINERD_ADDRESS -u CRI_CONFIG_FILE \
         STATICLET_TESTENV_DIR="$KADM_CRI_DIR" STATICLET_TESTENV_ROLE=kubeadm-node \
+        STATICLET_TESTENV_RUNTIME=containerd \
         STATICLET_TESTENV_IMAGES="$CACHE/kubeadm-node-images" "$SELF" "$@"
 }
 

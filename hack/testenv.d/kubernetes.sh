@@ -92,14 +92,15 @@ write_etcd_wrapper() {
 # go_build WRAPPER NAME PACKAGE LDFLAGS: build into $KUBE_BIN/NAME (atomically), timed.
 go_build() { go_build_in "$K8S_ROOT" "$KUBE_BIN" "$@"; }
 
-# go_build_in ROOT BIN WRAPPER NAME PACKAGE LDFLAGS: the same into BIN/NAME, with its log
-# (ROOT/build-NAME.log) and timing (ROOT/build-times) in ROOT, for what is not of the Kubernetes
-# release (metrics-server.sh).
+# go_build_in ROOT BIN WRAPPER NAME PACKAGE LDFLAGS [GO-BUILD-FLAG...]: the same into BIN/NAME,
+# with its log (ROOT/build-NAME.log) and timing (ROOT/build-times) in ROOT, for what is not of
+# the Kubernetes release (metrics-server.sh, containerd2.sh).
 go_build_in() {
     local root="$1" bin="$2" w="$3" name="$4" pkg="$5" ld="$6" t0=$SECONDS
     local out="$root/build-$name.log"
+    shift 6
     log "building $name (log $out)"
-    if ! (cd "$w" && go_run timeout 3600 go build -trimpath -ldflags "$ld" \
+    if ! (cd "$w" && go_run timeout 3600 go build -trimpath -ldflags "$ld" "$@" \
         -o "$bin/.$name.tmp" "$pkg") >"$out" 2>&1; then
         tail -n 40 "$out" >&2 || true
         rm -f "$bin/.$name.tmp"

@@ -13,7 +13,7 @@ cri_fail() {
 cri_steps() {
     local d="$1" pod="$2" ip cid state="" code="" i
     ip="$(crictl_cmd inspectp -o json "$pod" | jq -r '.status.network.ip // empty')"
-    [[ "$ip" == 10.233.0.* ]] || cri_fail "pod got no address on $SUBNET (got '$ip')" || return
+    [[ "$ip" == "${SUBNET%.*}".* ]] || cri_fail "pod got no address on $SUBNET (got '$ip')" || return
     cid="$(crictl_cmd create "$pod" "$d/ctr.json" "$d/pod.json")" ||
         cri_fail "CreateContainer failed" || return
     crictl_cmd start "$cid" >/dev/null || cri_fail "StartContainer failed" || return

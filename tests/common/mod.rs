@@ -40,6 +40,14 @@ pub fn image() -> String {
     std::env::var("STATICLET_TEST_IMAGE").unwrap_or_else(|_| "localhost/staticlet/busybox:1.0".into())
 }
 
+/// The first three octets (with the dot) of the test CNI network's addresses: each runtime of
+/// `hack/testenv` has its own /24 (`STATICLET_TEST_POD_SUBNET`, printed by `hack/testenv env`).
+pub fn pod_subnet_prefix() -> String {
+    let subnet = std::env::var("STATICLET_TEST_POD_SUBNET").unwrap_or_else(|_| "10.233.0.0/24".into());
+    let network = subnet.split('/').next().unwrap_or_default();
+    network.rsplit_once('.').map(|(head, _)| format!("{head}.")).expect("STATICLET_TEST_POD_SUBNET is a /24")
+}
+
 pub fn runtime() -> Runtime {
     Runtime::connect(&endpoint(), Duration::from_secs(30)).unwrap()
 }
