@@ -159,12 +159,11 @@ fn hostname() -> String {
 }
 
 /// `config validate FILE`: the daemon's own reading of the file and the flags, so "valid" means
-/// the daemon would start with it.
+/// the daemon would start with it, and an invalid one exits as the daemon would.
 fn validate(flags: &RunFlags, file: &str) -> ExitCode {
-    let checked = ConfigFile::load(file)
-        .and_then(|loaded| Config::resolve(loaded.file, flags.settings.clone(), hostname).map(|_| loaded.unused));
-    match checked {
-        Ok(unused) => {
+    let flags = RunFlags { config: Some(file.to_owned()), settings: flags.settings.clone() };
+    match resolve_noting_unused(&flags) {
+        Ok((_, unused)) => {
             println!("{file}: valid");
             if !unused.is_empty() {
                 let fields: Vec<&str> = unused.iter().map(|u| u.field).collect();
@@ -175,19 +174,24 @@ fn validate(flags: &RunFlags, file: &str) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e @ ConfigError::Missing { .. }) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-        // A field's error names the field only (the daemon's log says which file it read).
-        Err(e @ ConfigError::Invalid { .. }) => {
-            eprintln!("error: config file {file}: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
+            match &e {
+                // A field's error names the field only (the daemon's log says which file it read).
+                ConfigError::Invalid { .. } => eprintln!("error: config file {file}: {e}"),
+                _ => eprintln!("error: {e}"),
+            }
+            config_exit(&e)
         }
+    }
+}
+
+/// A config file that is not there yet is not a mistake a restart cannot fix: on a kubeadm node,
+/// systemd starts the agent before `kubeadm init` writes config.yaml. So it exits 1 (systemd
+/// restarts it, as kubelet's failure), and only a bad file or flag exits 78.
+fn config_exit(error: &ConfigError) -> ExitCode {
+    match error {
+        ConfigError::Missing { .. } => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_CONFIG),
     }
 }
 
@@ -252,16 +256,12 @@ fn run_daemon(flags: &RunFlags) -> ExitCode {
             }
             config
         }
-        // A config file that is not there yet is not a mistake a restart cannot fix: on a kubeadm
-        // node, systemd starts the agent before `kubeadm init` writes config.yaml. So it exits
-        // 1 (systemd restarts it, as kubelet's failure), and only a bad file or flag exits 78.
-        Err(e @ ConfigError::Missing { .. }) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
         Err(e) => {
-            tracing::error!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            match &e {
+                ConfigError::Missing { .. } => tracing::error!("{e}"),
+                _ => tracing::error!("invalid configuration: {e}"),
+            }
+            return config_exit(&e);
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -19,12 +19,6 @@ use serde_json::Value;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/staticlet");
 
-fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out =
-        Command::new("kubectl").args(args).output().expect("kubectl from hack/testenv (STATICLET_KUBE_BIN on PATH)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
 /// helm, built once by hack/testenv (cached across runs).
 fn helm_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -22,10 +22,6 @@ use std::{
 use common::Cri as _;
 use staticlet::cri::api;
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 /// The lines of a CRI log file (`<time> <stream> <tag> <line>`), without the prefix.
 fn cri_log_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -162,7 +158,7 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
         .arg(&archive)
         .output()
         .expect("hack/image");
-    assert!(built.status.success(), "hack/image: {}", text(&built));
+    assert!(built.status.success(), "hack/image: {}", common::output_text(&built));
     assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), archive.display().to_string());
     eprintln!("{}", String::from_utf8_lossy(&built.stderr).lines().last().unwrap_or_default());
 
@@ -174,7 +170,7 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
         .arg(format!("oci-archive:{}", archive.display()))
         .output()
         .expect("skopeo (hack/testenv installs it)");
-    assert!(inspect.status.success(), "skopeo inspect: {}", text(&inspect));
+    assert!(inspect.status.success(), "skopeo inspect: {}", common::output_text(&inspect));
     let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/usr/bin/staticlet"]), "{config:#}");
     let labels = &config["config"]["Labels"];
@@ -186,10 +182,10 @@ fn the_image_runs_staticlet_which_runs_a_static_pod_through_the_mounted_socket()
 
     step("importing it");
     let imported = ctr(&["images", "import", &archive.display().to_string()]);
-    assert!(imported.status.success(), "ctr images import: {}", text(&imported));
+    assert!(imported.status.success(), "ctr images import: {}", common::output_text(&imported));
     let _image = Imported(tag.clone());
     let image_id = cri(async |rt| rt.image_id(&tag).await).unwrap();
-    assert!(image_id.is_some(), "the runtime does not list {tag} after the import: {}", text(&imported));
+    assert!(image_id.is_some(), "the runtime does not list {tag} after the import: {}", common::output_text(&imported));
 
     // The directories the runtime outside uses exist before they are mounted (a bind mount
     // needs its source), at the same paths inside.

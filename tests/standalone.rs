@@ -577,15 +577,3 @@ fn daemon_run_in_process_stops_when_its_token_is_cancelled_and_leaves_its_pods_r
     assert_eq!(running_container_ids(&uid), containers, "stopping staticlet stops no pod");
     remove_node_pods(&node);
 }
-
-/// Polls `check` every 100 ms until it gives a value or `limit` passes.
-fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}

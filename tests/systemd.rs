@@ -80,7 +80,7 @@ impl Machine {
         // `unshare` and `sh` exec, so the child is nspawn itself; the container's init is its
         // child (nspawn is a subreaper).
         let nspawn_pid = nspawn.id();
-        let leader = poll("the container's systemd to start", Duration::from_secs(20), || {
+        let leader = common::wait_for(Duration::from_secs(20), || {
             if let Ok(Some(status)) = nspawn.try_wait() {
                 panic!("systemd-nspawn exited {status}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
@@ -89,14 +89,14 @@ impl Machine {
         // Made before any check, so whatever fails from here on, Drop ends the machine.
         let machine = Self { nspawn, leader: leader.unwrap_or(0), log };
         assert!(leader.is_some(), "no container systemd under nspawn {nspawn_pid}:\n{}", machine.log());
-        let booted = poll("the container's boot to finish", Duration::from_secs(60), || {
+        let booted = common::wait_for(Duration::from_secs(60), || {
             let state = machine.run("systemctl is-system-running 2>/dev/null; true");
             let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
             matches!(state.as_str(), "running" | "degraded").then_some(state)
         });
         if booted.is_none() {
             let units = machine.run("systemctl list-jobs --no-pager; systemctl --failed --no-pager");
-            panic!("the machine did not finish booting:\n{}\n{}", text(&units), machine.log());
+            panic!("the machine did not finish booting:\n{}\n{}", common::output_text(&units), machine.log());
         }
         machine
     }
@@ -116,7 +116,12 @@ impl Machine {
     /// As `run`, and it must succeed; its stdout.
     fn sh(&self, script: &str) -> String {
         let out = self.run(script);
-        assert!(out.status.success(), "in the machine: {script}\n{}\n--- journal ---\n{}", text(&out), self.journal());
+        assert!(
+            out.status.success(),
+            "in the machine: {script}\n{}\n--- journal ---\n{}",
+            common::output_text(&out),
+            self.journal()
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -126,7 +131,7 @@ impl Machine {
     }
 
     fn journal(&self) -> String {
-        text(&self.run("journalctl --no-pager -n 60 -u staticlet.service"))
+        common::output_text(&self.run("journalctl --no-pager -n 60 -u staticlet.service"))
     }
 
     fn log(&self) -> String {
@@ -135,7 +140,7 @@ impl Machine {
 
     /// Waits until staticlet.service is active with a main PID other than `not`; returns it.
     fn wait_active(&self, what: &str, not: &str) -> String {
-        poll(what, Duration::from_secs(60), || {
+        common::wait_for(Duration::from_secs(60), || {
             let (state, pid) = (self.unit("ActiveState"), self.unit("MainPID"));
             (state == "active" && pid != "0" && pid != not).then_some(pid)
         })
@@ -206,26 +211,9 @@ fn children_named(parent: u32, name: &str) -> Vec<u32> {
     found
 }
 
-fn poll<T>(_what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Says where the walk-through is (with --nocapture, and in a failure's output).
 fn step(start: Instant, what: &str) {
     eprintln!("[{:6.1}s] {what}", start.elapsed().as_secs_f64());
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// The node's containers as the host's runtime lists them: (ID, created at, running), by ID. A
@@ -249,7 +237,7 @@ fn package(out: &Path, version: &str) -> PathBuf {
         .arg(out)
         .output()
         .expect("hack/package");
-    assert!(built.status.success(), "hack/package: {}", text(&built));
+    assert!(built.status.success(), "hack/package: {}", common::output_text(&built));
     let deb = PathBuf::from(String::from_utf8(built.stdout).unwrap().trim());
     assert!(deb.is_file(), "{}", deb.display());
     deb
@@ -288,10 +276,14 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
         "./usr/share/fish/vendor_completions.d/staticlet.fish",
         "./usr/share/man/man1/staticlet.1.gz",
     ] {
-        assert!(text(&listing).lines().any(|l| l.ends_with(file)), "the package lacks {file}:\n{}", text(&listing));
+        assert!(
+            common::output_text(&listing).lines().any(|l| l.ends_with(file)),
+            "the package lacks {file}:\n{}",
+            common::output_text(&listing)
+        );
     }
     let conffiles = Command::new("dpkg-deb").arg("-I").arg(&old).arg("conffiles").output().unwrap();
-    assert_eq!(text(&conffiles), "/etc/default/staticlet\n/etc/staticlet/config.yaml\n");
+    assert_eq!(common::output_text(&conffiles), "/etc/default/staticlet\n/etc/staticlet/config.yaml\n");
 
     // The machine's own units: firstboot masked (it would wait for a keypress), and containerd
     // (the unit Wants= it: the host's package would start a second containerd on the very
@@ -336,8 +328,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     machine.sh(&format!("dpkg -i --force-confold {SHARE_INSIDE}/{}", old.file_name().unwrap().to_string_lossy()));
     assert_eq!(machine.sh("cat /etc/default/staticlet"), flags, "dpkg replaced the admin's /etc/default/staticlet");
     assert_eq!(machine.unit("UnitFileState"), "enabled");
-    let started =
-        poll("staticlet to start", Duration::from_secs(20), || (machine.unit("MainPID") != "0").then_some(()));
+    let started = common::wait_for(Duration::from_secs(20), || (machine.unit("MainPID") != "0").then_some(()));
     assert!(started.is_some(), "postinst did not start staticlet\n{}", machine.journal());
     for _ in 0..10 {
         assert_eq!(machine.unit("ActiveState"), "activating", "active with no runtime\n{}", machine.journal());
@@ -355,7 +346,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     }
     step(t0, "active (READY=1); waiting for the pod");
     // The pod, as the host's runtime sees it.
-    let running = poll("the pod's container to run", Duration::from_secs(60), || {
+    let running = common::wait_for(Duration::from_secs(60), || {
         let listed = containers(&node);
         (listed.len() == 1 && listed[0].2).then_some(listed)
     })
@@ -410,9 +401,7 @@ fn the_deb_under_a_real_systemd_keeps_every_pod_through_kill_stop_watchdog_upgra
     // A bad config exits 78, which ends the restart loop (RestartPreventExitStatus=78).
     machine.sh("cp /etc/staticlet/config.yaml /root/config.yaml && echo 'notAField: 1' >>/etc/staticlet/config.yaml");
     let _ = machine.run("systemctl restart staticlet.service");
-    let failed = poll("staticlet to fail on the bad config", Duration::from_secs(20), || {
-        (machine.unit("ActiveState") == "failed").then_some(())
-    });
+    let failed = common::wait_for(Duration::from_secs(20), || (machine.unit("ActiveState") == "failed").then_some(()));
     assert!(failed.is_some(), "{}", machine.journal());
     assert_eq!(machine.unit("ExecMainStatus"), "78");
     let restarts = machine.unit("NRestarts");

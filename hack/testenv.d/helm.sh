@@ -15,22 +15,13 @@ helm_current() {
 # The wrapper module: helm.sh/helm/v4 has no replace directives, so requiring it and importing
 # its command in tools.go resolves exactly its own dependency versions.
 write_helm_wrapper() {
-    local w="$1" gomod directives want have
+    local w="$1" gomod directives
     gomod="$(mod_gomod helm.sh/helm/v4 "$HELM_VERSION")"
     grep -qE '^replace|^[[:space:]]+[^[:space:]]+ => ' "$gomod" &&
         die "helm.sh/helm/v4@$HELM_VERSION has replace directives: the wrapper needs them too"
-    directives="$(grep -E '^go ' "$gomod")" || die "no go directive in $gomod"
-    # A clear error here rather than Go trying to download a newer toolchain.
-    want="${directives#go }" have="$(go env GOVERSION)"
-    have="${have#go}"
-    [[ "$(printf '%s\n' "$want" "$have" | sort -V | head -n 1)" == "$want" ]] ||
-        die "helm $HELM_VERSION needs Go >= $want (this is Go $have)"
-    rm -rf "$w"
-    mkdir -p "$w"
-    render_template helm-wrapper.go.mod "GO_DIRECTIVES=$directives" \
-        "HELM_VERSION=$HELM_VERSION" >"$w/go.mod"
-    render_template k8s-wrapper-tools.go \
-        "IMPORTS="$'\t'"_ \"helm.sh/helm/v4/cmd/helm\"" >"$w/tools.go"
+    directives="$(go_directive "helm $HELM_VERSION" "$gomod")"
+    write_wrapper "$w" helm-wrapper.go.mod helm.sh/helm/v4/cmd/helm \
+        "GO_DIRECTIVES=$directives" "HELM_VERSION=$HELM_VERSION"
 }
 
 # Builds helm when $HELM_BIN is missing or of another version, with the version stamp of

@@ -48,6 +48,31 @@ mod_gomod() {
     echo "$f"
 }
 
+# write_wrapper DIR TEMPLATE IMPORT [VAR=VALUE...]: a fresh wrapper module in DIR for one
+# module's command: go.mod from TEMPLATE (with the VARs), and a tools.go importing IMPORT so
+# `go mod tidy` keeps exactly its dependencies.
+write_wrapper() {
+    local w="$1" template="$2" import="$3"
+    shift 3
+    rm -rf "$w"
+    mkdir -p "$w"
+    render_template "$template" "$@" >"$w/go.mod"
+    render_template k8s-wrapper-tools.go "IMPORTS="$'\t'"_ \"$import\"" >"$w/tools.go"
+}
+
+# go_directive NAME GOMOD: the `go` line of GOMOD, for a wrapper module of NAME; dies with a
+# clear error when this Go is older than it asks, rather than Go trying to download a newer
+# toolchain.
+go_directive() {
+    local directive want have
+    directive="$(grep -E '^go ' "$2")" || die "no go directive in $2"
+    want="${directive#go }" have="$(go env GOVERSION)"
+    have="${have#go}"
+    [[ "$(printf '%s\n' "$want" "$have" | sort -V | head -n 1)" == "$want" ]] ||
+        die "$1 needs Go >= $want (this is Go $have)"
+    echo "$directive"
+}
+
 # The wrapper module for k8s.io/kubernetes. A dependency's replace directives are ignored, and
 # k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...) as v0.0.0 replaced
 # by ./staging/src/...; so the wrapper replaces each one with its published v0.<minor>.<patch>.
@@ -193,12 +218,8 @@ ensure_coredns() {
     if ! (
         gomod="$(mod_gomod github.com/coredns/coredns "$COREDNS_VERSION")"
         directives="$(grep -E '^go ' "$gomod")" || die "no go directive in $gomod"
-        rm -rf "$w"
-        mkdir -p "$w"
-        render_template coredns-wrapper.go.mod "GO_DIRECTIVES=$directives" \
-            "COREDNS_VERSION=$COREDNS_VERSION" >"$w/go.mod"
-        render_template k8s-wrapper-tools.go \
-            "IMPORTS="$'\t'"_ \"github.com/coredns/coredns\"" >"$w/tools.go"
+        write_wrapper "$w" coredns-wrapper.go.mod github.com/coredns/coredns \
+            "GO_DIRECTIVES=$directives" "COREDNS_VERSION=$COREDNS_VERSION"
         go_tidy "$w" "$K8S_ROOT/build-coredns-modules.log"
         go_build "$w" coredns github.com/coredns/coredns "-s -w"
     ); then

@@ -34,20 +34,11 @@ ms_current() { [[ "$("$MS_BIN" --version 2>/dev/null)" == "$METRICS_SERVER_VERSI
 # The wrapper module: sigs.k8s.io/metrics-server has no replace directives, so requiring it and
 # importing its command in tools.go resolves exactly its own dependency versions.
 write_ms_wrapper() {
-    local w="$1" gomod directives want have
+    local w="$1" gomod directives
     gomod="$(mod_gomod sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION")"
-    directives="$(grep -E '^go ' "$gomod")" || die "no go directive in $gomod"
-    # A clear error here rather than Go trying to download a newer toolchain.
-    want="${directives#go }" have="$(go env GOVERSION)"
-    have="${have#go}"
-    [[ "$(printf '%s\n' "$want" "$have" | sort -V | head -n 1)" == "$want" ]] ||
-        die "metrics-server $METRICS_SERVER_VERSION needs Go >= $want (this is Go $have)"
-    rm -rf "$w"
-    mkdir -p "$w"
-    render_template metrics-server-wrapper.go.mod "GO_DIRECTIVES=$directives" \
-        "METRICS_SERVER_VERSION=$METRICS_SERVER_VERSION" >"$w/go.mod"
-    render_template k8s-wrapper-tools.go \
-        "IMPORTS="$'\t'"_ \"sigs.k8s.io/metrics-server/cmd/metrics-server\"" >"$w/tools.go"
+    directives="$(go_directive "metrics-server $METRICS_SERVER_VERSION" "$gomod")"
+    write_wrapper "$w" metrics-server-wrapper.go.mod sigs.k8s.io/metrics-server/cmd/metrics-server \
+        "GO_DIRECTIVES=$directives" "METRICS_SERVER_VERSION=$METRICS_SERVER_VERSION"
 }
 
 # Builds metrics-server when $MS_BIN is missing or of another version. The version stamp is

@@ -407,3 +407,20 @@ impl Drop for NodeCleanup {
         let _ = kubectl(&["delete", "node", &self.0, "--wait=false"]);
     }
 }
+
+/// Polls `check` every 100 ms until it gives a value or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// A finished command's stdout and stderr, as one text for an assertion's message.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
