@@ -11,7 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     certs,
     config::{AuthorizationMode, Config},
-    cri::{Observer, Runtime, SharedCri},
+    cri::{self, Observer, Runtime, SharedCri},
     logs,
     mirror::{self, MirrorProblems, MirrorSync},
     node_api::{self, NodeApi, authn, authz, tls},
@@ -28,7 +28,9 @@ use crate::{
 /// How long SIGTERM waits for tasks to wind down. Pods are not stopped, so this is short.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The relister's period: how late, at most, an exit nobody heard is noticed.
+/// The relister's period without container events: how late, at most, an exit nobody heard is
+/// noticed. With events it is a safety net (`cri::events::EVENTED_RELIST_PERIOD`); the loop
+/// still beats every `RELIST_PERIOD`, which is what the watchdog measures.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
 
 /// Beyond a relist pass's longest honest wait (its period and the runtime's request timeout),
@@ -90,6 +92,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let observer = Observer::new();
     let views = Views::default();
     tracker.spawn(observer.clone().run(runtime.clone(), config.node_name.clone(), RELIST_PERIOD, shutdown.clone()));
+    if config.container_events {
+        tracker.spawn(cri::events::follow(
+            runtime.clone(),
+            observer.clone(),
+            config.node_name.clone(),
+            shutdown.clone(),
+        ));
+    } else {
+        tracing::info!("container events off (containerEvents: false); relisting every second");
+    }
     if let Some(every) = watchdog::period_from_systemd() {
         let stale = RELIST_PERIOD + config.runtime_request_timeout + WATCHDOG_SLACK;
         tracing::info!(ping_every = ?every, wedged_after = ?stale, "systemd watchdog on");

@@ -499,6 +499,16 @@ fn containers_survive_a_containerd_restart_and_are_not_restarted() {
     let after = d.wait_for_running("static-web");
     assert_eq!(after.restarts, 0);
     assert_eq!(running_container_ids(&pod.uid), containers, "the same container runs on");
+    if runtime_has_events() {
+        // The event stream died with containerd: relisting every second meanwhile, followed
+        // again once it is back, with one line for the loss.
+        d.wait_until("container events are followed again", Duration::from_secs(60), |d| {
+            d.metric("staticlet_container_events_followed") == 1.0
+        });
+        let log = d.log();
+        assert_eq!(log.matches("container event stream lost").count(), 1, "{log}");
+        assert!(log.contains("following the runtime's container events again"), "{log}");
+    }
 }
 
 #[test]

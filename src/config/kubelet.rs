@@ -144,7 +144,12 @@ pub const FIELDS: &[(&str, Class)] = &[
     ("makeIPTablesUtilChains", NotApplicable("no iptables chains: the node runs no kube-proxy")),
     ("iptablesMasqueradeBit", NotApplicable("no iptables chains: the node runs no kube-proxy")),
     ("iptablesDropBit", NotApplicable("no iptables chains: the node runs no kube-proxy")),
-    ("featureGates", NotApplicable("kubelet's feature gates name kubelet's code")),
+    (
+        "featureGates",
+        NotApplicable(
+            "kubelet's feature gates name kubelet's code; EventedPLEG's counterpart is staticlet's containerEvents (on by default)",
+        ),
+    ),
     ("failSwapOn", NotApplicable("staticlet runs on a node with swap; pods get no swap limit of their own")),
     ("memorySwap", NotYet("pods get no swap setting of their own")),
     ("containerLogMaxSize", Honoured),

@@ -241,6 +241,17 @@ settings! {
         default: "2m",
         parse: period,
     }
+    /// Follow the runtime's container events (CRI GetContainerEvents, containerd 1.7 and 2.x)
+    /// where it has them, relisting only every 300 s as a safety net (default true); false
+    /// relists every second, as on containerd 1.6. kubelet's counterpart is its EventedPLEG
+    /// feature gate.
+    container_events: bool {
+        file "containerEvents": Option<bool>,
+        #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        flag "container-events": Option<String>,
+        default: "true",
+        parse: boolean,
+    }
     /// Node name (default: the host name); kubelet's --hostname-override. kubelet takes it as a
     /// flag only.
     node_name: String {

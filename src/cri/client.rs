@@ -104,6 +104,29 @@ impl Cri for Runtime {
         &self.endpoint
     }
 
+    fn container_events(&self) -> super::events::EventStream {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        const RPC: &str = "GetContainerEvents";
+        let (mut client, endpoint) = (self.runtime.clone(), self.endpoint.clone());
+        let error = move |status: tonic::Status| CriError::Rpc {
+            rpc: RPC,
+            endpoint: endpoint.clone(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        };
+        let opened = {
+            let error = error.clone();
+            // No timeout: the stream is meant to stay open; a dead runtime ends it anyway.
+            async move { client.get_container_events(api::GetEventsRequest {}).await.map_err(error) }
+        };
+        futures::stream::once(opened)
+            .map_ok(move |response| {
+                response.into_inner().map_ok(super::events::RuntimeEvent::from).map_err(error.clone())
+            })
+            .try_flatten()
+            .boxed()
+    }
+
     /// `(runtime name, runtime version)`, e.g. `("containerd", "1.6.20~ds1")`.
     async fn version(&self) -> Result<(String, String), CriError> {
         let r = call!(self, runtime, version, "Version", api::VersionRequest { version: "v1".into() })?;

@@ -10,7 +10,13 @@ use std::{
     time::Duration,
 };
 
-use super::{Cri, CriError, ExecResult, StreamRequest, api, resources::CgroupDriver};
+use futures::StreamExt as _;
+
+use super::{
+    Cri, CriError, ExecResult, StreamRequest, api,
+    events::{EventStream, RuntimeEvent},
+    resources::CgroupDriver,
+};
 
 #[derive(Default)]
 struct State {
@@ -40,7 +46,13 @@ struct State {
     /// (default: attributes only, as containerd reports a container that is not running).
     container_stats: HashMap<String, api::ContainerStats>,
     sandbox_stats: HashMap<String, api::LinuxPodSandboxStats>,
+    /// GetContainerEvents: answered Unimplemented (containerd 1.6) until `enable_events`; then
+    /// each call takes the next stream a test made, or one that never yields.
+    events_enabled: bool,
+    event_streams: VecDeque<EventReceiver>,
 }
+
+type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<Result<RuntimeEvent, CriError>>;
 
 #[derive(Default)]
 pub struct FakeCri {
@@ -156,6 +168,16 @@ impl FakeCri {
         self.state().sandbox_stats.insert(id.into(), stats);
     }
 
+    /// The runtime has container events from now on: the next GetContainerEvents streams what
+    /// is sent here (an error sent ends that stream, as a broken connection would).
+    pub fn enable_events(&self) -> tokio::sync::mpsc::UnboundedSender<Result<RuntimeEvent, CriError>> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut state = self.state();
+        state.events_enabled = true;
+        state.event_streams.push_back(receiver);
+        sender
+    }
+
     fn call(&self, rpc: &'static str, id: &str) -> Result<std::sync::MutexGuard<'_, State>, CriError> {
         let mut state = self.state();
         let call = if id.is_empty() { rpc.to_owned() } else { format!("{rpc} {id}") };
@@ -187,6 +209,30 @@ fn matches(labels: &HashMap<String, String>, selector: &[(&str, &str)]) -> bool 
 impl Cri for FakeCri {
     fn endpoint(&self) -> &str {
         ENDPOINT
+    }
+
+    fn container_events(&self) -> EventStream {
+        const RPC: &str = "GetContainerEvents";
+        let mut state = match self.call(RPC, "") {
+            Ok(state) => state,
+            Err(e) => return futures::stream::iter([Err(e)]).boxed(),
+        };
+        if !state.events_enabled {
+            return futures::stream::iter([Err(rpc_error(RPC, tonic::Code::Unimplemented, "unknown method"))]).boxed();
+        }
+        let Some(mut receiver) = state.event_streams.pop_front() else {
+            return futures::stream::pending().boxed();
+        };
+        // An error is the stream's last item, as on a real connection.
+        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+            .scan(false, |ended, item| {
+                let item = (!*ended).then(|| {
+                    *ended = item.is_err();
+                    item
+                });
+                futures::future::ready(item)
+            })
+            .boxed()
     }
 
     async fn version(&self) -> Result<(String, String), CriError> {

@@ -6,10 +6,12 @@
 //! CRI configs (pure), with `resources` (quantities, QoS, kubelet's cgroup formulas) and
 //! `security` (securityContext); `host` holds the machine facts they need; `pod_cgroup` writes a
 //! pod's own cgroup; `model` is what a relist says, typed; `observe` relists the runtime and
-//! publishes what it saw to every pod supervisor.
+//! publishes what it saw to every pod supervisor; `events` follows the runtime's container events,
+//! where it has them, so the relister can rest.
 
 mod client;
 pub mod dns;
+pub mod events;
 pub mod exit_watch;
 #[cfg(test)]
 pub mod fake;
@@ -48,6 +50,10 @@ pub trait Cri: Send + Sync {
     async fn sandbox_ip(&self, id: &str) -> Result<String, CriError>;
     async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<api::PodSandbox>, CriError>;
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<api::Container>, CriError>;
+    /// GetContainerEvents: the runtime's container and sandbox events, opened on the first poll
+    /// and open until the runtime ends it (no deadline). A runtime without the RPC (containerd
+    /// 1.6) yields one Unimplemented error.
+    fn container_events(&self) -> events::EventStream;
     /// Always sends the sandbox config: containerd 1.6 panics without it.
     async fn create_container(
         &self,

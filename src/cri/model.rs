@@ -14,6 +14,8 @@ pub struct RuntimeSnapshot {
     pub listed: bool,
     /// Why the last listing failed; `pods` then holds the last good listing.
     pub error: Option<String>,
+    /// The runtime's container events were followed when this listing was made (`events`).
+    pub evented: bool,
     pub pods: BTreeMap<String, RuntimePod>,
 }
 

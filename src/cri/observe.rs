@@ -1,13 +1,14 @@
 //! The relister: one task lists this node's sandboxes and containers (two RPCs) every period, or
-//! at once when a supervisor asks, and publishes the result. Debian's containerd 1.6 has no
-//! container events, so polling is the baseline; one shared relist keeps the cost independent of
-//! the number of pods.
+//! at once when a supervisor (or a container event) asks, and publishes the result. Debian's
+//! containerd 1.6 has no container events, so polling is the baseline; one shared relist keeps the
+//! cost independent of the number of pods. While `events::follow` follows the runtime's events,
+//! the period is the safety net's (`events::EVENTED_RELIST_PERIOD`) instead.
 
 use std::{
     collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -18,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{ops::watchdog::Heartbeat, retry::LogOnce};
 
 use super::{
-    Cri, labels,
+    Cri,
+    events::EVENTED_RELIST_PERIOD,
+    labels,
     model::{RuntimePod, RuntimeSnapshot, group},
 };
 
@@ -26,14 +29,23 @@ pub struct Observer {
     snapshots: watch::Sender<Arc<RuntimeSnapshot>>,
     requested: AtomicU64,
     wake: Notify,
-    /// Beats at the start of every pass: systemd's watchdog is pinged only while it does.
+    /// Beats at the start of every pass, and every period while it waits longer (with events):
+    /// systemd's watchdog is pinged only while it does.
     heartbeat: Arc<Heartbeat>,
+    /// Container events are followed: listings wait for them, or for the safety net.
+    evented: AtomicBool,
 }
 
 impl Observer {
     pub fn new() -> Arc<Self> {
         let (snapshots, _) = watch::channel(Arc::new(RuntimeSnapshot::default()));
-        Arc::new(Self { snapshots, requested: AtomicU64::new(0), wake: Notify::new(), heartbeat: Default::default() })
+        Arc::new(Self {
+            snapshots,
+            requested: AtomicU64::new(0),
+            wake: Notify::new(),
+            heartbeat: Default::default(),
+            evented: AtomicBool::new(false),
+        })
     }
 
     /// The relist loop's heartbeat (see `ops::watchdog`).
@@ -47,6 +59,17 @@ impl Observer {
 
     pub fn latest(&self) -> Arc<RuntimeSnapshot> {
         self.snapshots.borrow().clone()
+    }
+
+    /// Switches between the normal period (false) and the safety net's (true); see `events`.
+    pub fn set_evented(&self, evented: bool) {
+        if self.evented.swap(evented, Ordering::SeqCst) != evented {
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn is_evented(&self) -> bool {
+        self.evented.load(Ordering::SeqCst)
     }
 
     /// Asks for a relist without waiting for it (e.g. a container was just seen to exit).
@@ -78,6 +101,7 @@ impl Observer {
         loop {
             self.heartbeat.beat();
             let covers = self.requested.load(Ordering::SeqCst);
+            let evented = self.is_evented();
             let result = list(runtime.as_ref(), &node).await;
             let previous = self.latest();
             let snapshot = match result {
@@ -85,7 +109,7 @@ impl Observer {
                     if failure.recovered() {
                         tracing::info!(endpoint = runtime.endpoint(), "container runtime is reachable again");
                     }
-                    RuntimeSnapshot { covers, listed: true, error: None, pods }
+                    RuntimeSnapshot { covers, listed: true, error: None, evented, pods }
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -96,6 +120,7 @@ impl Observer {
                         covers,
                         listed: previous.listed,
                         error: Some(message),
+                        evented,
                         pods: previous.pods.clone(),
                     }
                 }
@@ -105,6 +130,7 @@ impl Observer {
             let news = snapshot.covers != previous.covers
                 || snapshot.listed != previous.listed
                 || snapshot.error != previous.error
+                || snapshot.evented != previous.evented
                 || snapshot.pods != previous.pods;
             self.snapshots.send_if_modified(|current| {
                 *current = Arc::new(snapshot);
@@ -112,12 +138,26 @@ impl Observer {
             });
             // A failing runtime is retried at the normal period: the listing is cheap and
             // converging quickly when containerd returns matters more than the few calls.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(period) => {}
-                _ = self.wake.notified() => {}
+            let listed_at = tokio::time::Instant::now();
+            loop {
+                let due = listed_at + self.period(period);
+                let now = tokio::time::Instant::now();
+                if now >= due {
+                    break;
+                }
+                // Waiting for the safety net, the loop still beats every period.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(due.min(now + period)) => self.heartbeat.beat(),
+                    _ = self.wake.notified() => break,
+                }
             }
         }
+    }
+
+    /// The wait between two listings nobody asked for.
+    fn period(&self, normal: Duration) -> Duration {
+        if self.is_evented() { EVENTED_RELIST_PERIOD } else { normal }
     }
 }
 

@@ -39,6 +39,7 @@ pub struct Metrics {
     names: Vec<&'static str>,
     pub desired_pods: Gauge,
     pub running_pods: Gauge,
+    pub container_events_followed: Gauge,
     pub running_containers: Family<Labels, Gauge>,
     /// Static pods that should have a mirror (kubelet's meaning): the desired pods, with a cluster.
     pub mirror_pods: Gauge,
@@ -137,6 +138,7 @@ impl Metrics {
             names: Vec::new(),
             desired_pods,
             running_pods: Gauge::default(),
+            container_events_followed: Gauge::default(),
             running_containers: Family::default(),
             mirror_pods: Gauge::default(),
             started_pods: Counter::default(),
@@ -264,6 +266,14 @@ impl Metrics {
         register(
             &mut r,
             &mut names,
+            "staticlet_container_events_followed",
+            "1 while the runtime's container events are followed (the relist then waits for them), 0 while relisting \
+             every second",
+            m.container_events_followed.clone(),
+        );
+        register(
+            &mut r,
+            &mut names,
             "staticlet_manifest_errors",
             "Manifests (files or the URL) that currently fail to load, by location",
             m.manifest_errors.clone(),
@@ -298,6 +308,7 @@ impl Metrics {
     /// encoded: what a scrape of either `/metrics` returns.
     pub fn scrape(&self, snapshot: &RuntimeSnapshot, desired: &Desired) -> String {
         self.running_pods.set(snapshot.pods.values().filter(|p| p.ready_sandbox().is_some()).count() as i64);
+        self.container_events_followed.set(i64::from(snapshot.evented));
         for (state, wanted) in [
             ("running", ContainerState::Running),
             ("exited", ContainerState::Exited),

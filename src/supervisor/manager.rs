@@ -270,7 +270,7 @@ mod tests {
                 (uid.to_string(), rt)
             })
             .collect();
-        RuntimeSnapshot { covers: 0, listed: true, error: None, pods }
+        RuntimeSnapshot { covers: 0, listed: true, error: None, evented: false, pods }
     }
 
     #[test]

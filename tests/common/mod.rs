@@ -48,6 +48,14 @@ pub fn pod_subnet_prefix() -> String {
     network.rsplit_once('.').map(|(head, _)| format!("{head}.")).expect("STATICLET_TEST_POD_SUBNET is a /24")
 }
 
+/// Whether the test runtime serves CRI container events (containerd 1.7 and later; Debian's 1.6
+/// does not), read from its Version answer.
+pub fn runtime_has_events() -> bool {
+    let (_, version) = block_on(async { runtime().version().await.unwrap() });
+    let mut parts = version.trim_start_matches('v').split(['.', '~', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 7)
+}
+
 pub fn runtime() -> Runtime {
     Runtime::connect(&endpoint(), Duration::from_secs(30)).unwrap()
 }
