@@ -156,9 +156,7 @@ async fn follow_once(
     let opened = now_nanos();
     let mut events = runtime.container_events();
     let mut pending = match tokio::time::timeout(SETTLE, events.next()).await {
-        Ok(Some(Err(e))) if matches!(e, CriError::Rpc { code: tonic::Code::Unimplemented, .. }) => {
-            return End::Unsupported;
-        }
+        Ok(Some(Err(CriError::Rpc { code: tonic::Code::Unimplemented, .. }))) => return End::Unsupported,
         Ok(Some(Err(e))) => return End::Lost(e.to_string()),
         Ok(None) => return End::Lost("the runtime ended the stream".into()),
         Ok(Some(Ok(event))) => Some(event),
