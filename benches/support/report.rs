@@ -1,7 +1,8 @@
 //! What every benchmark prints and records: the samples of each (scenario, system) pair, summarised
 //! as median, p90 and max, with a ratio to the scenario's baseline: the raw CRI floor where there is
 //! one, staticlet otherwise. `finish` prints the table and, when `BENCH_OUT` names a directory,
-//! writes `<bench>.json` there (hack/bench merges those files and draws the chart).
+//! writes `<bench>.json` there (hack/bench merges those files and draws the chart); with
+//! `BENCH_TAG` (hack/bench's runtime, for a bench run on each) the bench is `<bench> [<tag>]`.
 //!
 //! Benchmarks print and record; nothing here asserts a timing.
 
@@ -74,7 +75,12 @@ impl Report {
     }
 
     pub fn finish(self) {
-        println!("\n{}: {}", self.bench, serde_json::to_string(&self.context).unwrap());
+        let tag = std::env::var("BENCH_TAG").ok().filter(|t| !t.is_empty());
+        let bench = match &tag {
+            Some(tag) => format!("{} [{tag}]", self.bench),
+            None => self.bench.to_owned(),
+        };
+        println!("\n{bench}: {}", serde_json::to_string(&self.context).unwrap());
         println!(
             "{:<40} {:<10} {:>5} {:>12} {:>12} {:>12}  ratio (medians)",
             "scenario", "system", "runs", "median", "p90", "max"
@@ -103,8 +109,12 @@ impl Report {
             }));
         }
         if let Ok(dir) = std::env::var("BENCH_OUT") {
-            let path = std::path::Path::new(&dir).join(format!("{}.json", self.bench));
-            let doc = json!({ "bench": self.bench, "context": self.context, "rows": rows_json });
+            let file = match &tag {
+                Some(tag) => format!("{}-{tag}.json", self.bench),
+                None => format!("{}.json", self.bench),
+            };
+            let path = std::path::Path::new(&dir).join(file);
+            let doc = json!({ "bench": bench, "context": self.context, "rows": rows_json });
             std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
             println!("recorded in {}", path.display());
         }

@@ -9,6 +9,12 @@
 //! a missed or reordered event can never leave a wrong state behind: the next listing, whoever
 //! asked for it, says what is there.
 //!
+//! containerd 2.4 sends every event to every reader (its `eventq`), and waits for a slow reader
+//! before it goes on, with a buffer of 100 events: so the stream is read by a task that does
+//! nothing but poke the relister. (containerd 1.7 hands each event to one reader only, so a
+//! second reader, `crictl events` say, takes events from staticlet; the safety net and the exit
+//! watches still notice what it took.)
+//!
 //! A runtime without the RPC (containerd 1.6) answers Unimplemented at once; staticlet then
 //! relists as before and stops asking. One that has it answers nothing until the first event
 //! (grpc-go sends the response headers with the first message), so a call still pending after
@@ -69,8 +75,8 @@ pub enum Verdict {
     /// Something of this node's changed (or may have): list now.
     Relist,
     /// Another node's pod, or a container of someone else's, on the same runtime; or an event
-    /// from before the stream was opened (containerd queues events nobody read, up to a
-    /// thousand, for the next reader), which the listing made after opening already covers.
+    /// from before the stream was opened (containerd 2 keeps events nobody read for five minutes
+    /// and hands them to the next reader), which the listing made after opening already covers.
     Ignore,
     /// The event is this much older than now: the stream lags.
     Lagging(Duration),
