@@ -6,10 +6,25 @@ use std::time::Duration;
 
 /// Resident memory, in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status_mib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Of the resident memory, what is the process's own (heap, stacks: `RssAnon`) rather than
+/// pages of its binary and libraries (`RssFile`), in MiB.
+pub fn rss_anon_mib(pid: u32) -> f64 {
+    status_mib(&format!("/proc/{pid}/status"), "RssAnon:")
+}
+
+/// The machine's available memory (`MemAvailable`), in MiB.
+pub fn available_mib() -> f64 {
+    status_mib("/proc/meminfo", "MemAvailable:")
+}
+
+fn status_mib(file: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(file).unwrap();
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap();
     kib as f64 / 1024.0

@@ -111,7 +111,7 @@ enum End {
 /// Follows the runtime's container events for `node` until `shutdown`, switching `observer`
 /// between its safety-net period (while the stream is followed) and its normal period.
 pub async fn follow(runtime: SharedCri, observer: Arc<Observer>, node: String, shutdown: CancellationToken) {
-    let mut streak = LossStreak { lost: false, reopen: Doubling::new(REOPEN_MIN, REOPEN_MAX) };
+    let mut streak = LossStreak { lost: false, followed: false, reopen: Doubling::new(REOPEN_MIN, REOPEN_MAX) };
     loop {
         let end = follow_once(runtime.as_ref(), &observer, &node, &shutdown, &mut streak).await;
         // Whatever ended the stream, listing at the normal period starts now, not at the next
@@ -127,12 +127,15 @@ pub async fn follow(runtime: SharedCri, observer: Arc<Observer>, node: String, s
                 return;
             }
             End::Lost(why) => {
-                if !streak.lost {
+                if !streak.lost && streak.followed {
                     tracing::warn!(
                         endpoint = runtime.endpoint(),
                         reason = %why,
                         "container event stream lost; relisting every second until it is back"
                     );
+                } else if !streak.lost {
+                    // The runtime is not there yet; the relister says so already.
+                    tracing::debug!(reason = %why, "container events not open yet; relisting every second");
                 }
                 streak.lost = true;
             }
@@ -148,6 +151,8 @@ pub async fn follow(runtime: SharedCri, observer: Arc<Observer>, node: String, s
 /// attempts it takes to open the stream again, and waits that grow between them.
 struct LossStreak {
     lost: bool,
+    /// The stream was followed at some point (before that, a failure is no loss).
+    followed: bool,
     reopen: Doubling,
 }
 
@@ -175,9 +180,9 @@ async fn follow_once(
         endpoint = runtime.endpoint(),
         safety_net = ?EVENTED_RELIST_PERIOD,
         "following the runtime's container events{}",
-        if streak.lost { " again" } else { "" }
+        if streak.lost && streak.followed { " again" } else { "" }
     );
-    *streak = LossStreak { lost: false, reopen: Doubling::new(REOPEN_MIN, REOPEN_MAX) };
+    *streak = LossStreak { lost: false, followed: true, reopen: Doubling::new(REOPEN_MIN, REOPEN_MAX) };
     loop {
         let event = match pending.take() {
             Some(event) => event,
