@@ -54,7 +54,10 @@ fn main() {
         let added = count.saturating_sub(running);
         let needed = added as f64 * per_pod_mib;
         if needed > process::available_mib() * 0.7 {
-            println!("idle: {count} pods skipped: about {needed:.0} MiB more needed, {:.0} available", process::available_mib());
+            println!(
+                "idle: {count} pods skipped: about {needed:.0} MiB more needed, {:.0} available",
+                process::available_mib()
+            );
             break;
         }
         let available_before = process::available_mib();
@@ -68,9 +71,14 @@ fn main() {
                 }
                 running = count;
             }
-            daemon.wait_until(&format!("{count} pods run"), Duration::from_secs(900), |d| {
-                d.status().pods.iter().filter(|p| p.status == "Running").count() == count
-            });
+            let running_now = || daemon.status().pods.iter().filter(|p| p.status == "Running").count();
+            if common::wait_for(Duration::from_secs(900), || (running_now() == count).then_some(())).is_none() {
+                // Seen at 1000 pods on containerd 2.4 here: RunPodSandbox outlasting the 2 m
+                // request timeout for the last few dozen. The counts measured so far stand.
+                println!("idle: only {} of {count} pods running after 15 min; stopping here", running_now());
+                report.finish();
+                return;
+            }
             let followed = daemon.metric("staticlet_container_events_followed") == 1.0;
             let system = match (mode, followed) {
                 ("events", true) => "events",

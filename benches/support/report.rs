@@ -93,14 +93,16 @@ impl Report {
                 .filter(|(_, base)| *base > 0.0)
                 .map(|(of, base)| (of, median / base));
             let ratio_text = ratio.map(|(of, r)| format!("{r:.2}x {of}")).unwrap_or_default();
+            // CPU at rest is a few hundredths of a percent: one clock tick over 60 s is 0.017 %.
+            let digits = if row.unit == "%" { 3 } else { 1 };
             println!(
                 "{:<40} {:<10} {:>5} {:>12} {:>12} {:>12}  {ratio_text}",
                 row.scenario,
                 row.system,
                 row.samples.len(),
-                format!("{median:.1} {}", row.unit),
-                format!("{p90:.1} {}", row.unit),
-                format!("{max:.1} {}", row.unit),
+                format!("{median:.digits$} {}", row.unit),
+                format!("{p90:.digits$} {}", row.unit),
+                format!("{max:.digits$} {}", row.unit),
             );
             rows_json.push(json!({
                 "scenario": row.scenario, "system": row.system, "unit": row.unit,
