@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod node_api;
 pub mod ops;
+pub mod pod_security;
 pub mod probe;
 pub mod retry;
 pub mod source;

@@ -38,6 +38,8 @@ use std::{
 };
 
 use schemars::JsonSchema;
+
+use crate::pod_security::Level;
 use serde::{Deserialize, Serialize};
 
 /// The table's syntax. Each entry is
@@ -438,6 +440,57 @@ settings! {
         default: "false",
         parse: boolean,
     }
+    /// Refuse a manifest that someone other than root could change, as sshd's StrictModes does:
+    /// a file, or its directory, writable by group or others or owned by another user than root
+    /// (or staticlet's own). On by default; kubelet has no such check.
+    static_pod_path_strict_modes: bool {
+        file "staticPodPathStrictModes": Option<bool>,
+        #[arg(num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        flag "static-pod-path-strict-modes": Option<String>,
+        default: "true",
+        parse: boolean,
+    }
+    /// Pod Security Standards level enforced on static pods of the manifest path: privileged
+    /// (nothing is checked; the default, as kubelet), baseline or restricted. A manifest whose
+    /// pod breaks it is refused with the API server's PodSecurity words.
+    pod_security_enforce: Level {
+        file "podSecurity.enforce": Option<String>,
+        flag "pod-security-enforce": Option<String>,
+        default: "privileged",
+        parse: level,
+    }
+    /// The level enforced on static pods of the manifest URL (default: podSecurity.enforce).
+    pod_security_url_enforce: Option<Level> {
+        file "podSecurity.urlEnforce": Option<String>,
+        flag "pod-security-url-enforce": Option<String>,
+        parse: level,
+    }
+    /// The level above which a static pod is logged as a warning, and still run (default
+    /// privileged: no warnings).
+    pod_security_warn: Level {
+        file "podSecurity.warn": Option<String>,
+        flag "pod-security-warn": Option<String>,
+        default: "privileged",
+        parse: level,
+    }
+    /// Namespaces whose static pods are exempt from podSecurity (the API server's
+    /// exemptions.namespaces), comma-separated as a flag.
+    pod_security_exempt_namespaces: Vec<String> {
+        file "podSecurity.exemptions.namespaces": Option<Vec<String>>,
+        #[arg(value_name = "NAMESPACE[,NAMESPACE]")]
+        flag "pod-security-exempt-namespaces": Vec<ListFlag>,
+        default: Vec::new(),
+        parse: plain,
+    }
+    /// runtimeClassNames whose static pods are exempt from podSecurity (the API server's
+    /// exemptions.runtimeClasses), comma-separated as a flag.
+    pod_security_exempt_runtime_classes: Vec<String> {
+        file "podSecurity.exemptions.runtimeClasses": Option<Vec<String>>,
+        #[arg(value_name = "CLASS[,CLASS]")]
+        flag "pod-security-exempt-runtime-classes": Vec<ListFlag>,
+        default: Vec::new(),
+        parse: plain,
+    }
     /// Accepted with kubelet 1.35's meaning, an image kept from image garbage collection;
     /// staticlet collects no images, and the runtime chooses the sandbox image.
     pod_infra_container_image: Option<String> {
@@ -484,6 +537,16 @@ impl From<String> for LabelsFlag {
 pub struct TaintsFlag(pub String);
 
 impl From<String> for TaintsFlag {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// One value of a list flag, comma-separated names; repeated flags add up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListFlag(pub String);
+
+impl From<String> for ListFlag {
     fn from(value: String) -> Self {
         Self(value)
     }
@@ -605,6 +668,26 @@ impl Given for Vec<LabelsFlag> {
     }
 }
 
+/// A list of names in the file.
+impl Given for Option<Vec<String>> {
+    type Raw = Vec<String>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        Ok(self)
+    }
+}
+
+/// A list of names as repeated flags, each comma-separated.
+impl Given for Vec<ListFlag> {
+    type Raw = Vec<String>;
+    fn given(self) -> Result<Option<Self::Raw>, String> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let names = self.iter().flat_map(|flag| flag.0.split(',')).map(str::trim).filter(|n| !n.is_empty());
+        Ok(Some(names.map(str::to_owned).collect()))
+    }
+}
+
 /// Taints in the file, each checked.
 impl Given for Option<Vec<NodeTaint>> {
     type Raw = Vec<NodeTaint>;
@@ -646,6 +729,10 @@ fn plain<R, T: From<R>>(value: R) -> Result<T, String> {
 }
 
 /// A boolean setting, as kubelet reads its boolean flags.
+fn level(text: String) -> Result<Level, String> {
+    text.parse()
+}
+
 fn boolean(text: String) -> Result<bool, String> {
     parse_go_bool(&text).ok_or_else(|| format!("{text:?} is not true or false"))
 }
@@ -828,7 +915,7 @@ impl ConfigFile {
 }
 
 /// KubeletConfiguration's nested objects whose leaves are settings of their own.
-const NESTED: &[&str] = &["authentication", "authorization"];
+const NESTED: &[&str] = &["authentication", "authorization", "podSecurity"];
 
 /// Turns `authentication: {x509: {clientCAFile: F}}` into `authentication.x509.clientCAFile: F`,
 /// the settings table's name for that leaf, so that each leaf has its own flag like any other
@@ -930,6 +1017,26 @@ mod tests {
         Config::resolve(ConfigFile::parse("test.yaml", yaml)?.file, flags, || "host-a".into())
     }
 
+    #[test]
+    fn pod_security_is_a_nested_object_as_the_api_servers_admission_configuration() {
+        let config = resolve(
+            "podSecurity:\n  enforce: baseline\n  warn: restricted\n  exemptions: {namespaces: [kube-system]}\n",
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(config.pod_security_enforce, Level::Baseline);
+        assert_eq!(config.pod_security_warn, Level::Restricted);
+        assert_eq!(config.pod_security_url_enforce, None, "the URL takes enforce's level unless told");
+        assert_eq!(config.pod_security_exempt_namespaces, ["kube-system"]);
+        let error = resolve("podSecurity: {enforce: strict}\n", Flags::default()).unwrap_err().to_string();
+        assert!(
+            error.contains("podSecurity.enforce") && error.contains("privileged, baseline or restricted"),
+            "{error}"
+        );
+        let error = resolve("podSecurity: {enforcee: baseline}\n", Flags::default()).unwrap_err().to_string();
+        assert!(error.contains("podSecurity.enforcee"), "a misspelt field is named: {error}");
+    }
+
     /// Values in the file's YAML and the same values as flags, two of each kind of setting.
     const SAMPLES: &[(&str, &str)] = &[
         ("7m30s", "7m30s"),
@@ -952,6 +1059,10 @@ mod tests {
         ("1.5G", "1.5G"),
         ("true", "true"),
         ("false", "false"),
+        ("baseline", "baseline"),
+        ("restricted", "restricted"),
+        ("[kube-system, ops]", "kube-system,ops"),
+        ("[gvisor]", "gvisor"),
         ("AlwaysAllow", "AlwaysAllow"),
         ("Webhook", "Webhook"),
     ];

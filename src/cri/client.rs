@@ -34,6 +34,11 @@ impl CriError {
             Self::Endpoint { message, .. } | Self::Rpc { message, .. } => message,
         }
     }
+
+    /// The error of one call of `rpc` on `endpoint` that the runtime (or the channel) refused.
+    pub fn from_status(rpc: &'static str, endpoint: &str, status: &tonic::Status) -> Self {
+        Self::Rpc { rpc, endpoint: endpoint.to_owned(), code: status.code(), message: status.message().to_owned() }
+    }
 }
 
 /// A handle on the runtime's RuntimeService and ImageService. Cheap to clone; the channel is lazy
@@ -62,12 +67,7 @@ macro_rules! call {
         if let Some(operations) = &$self.operations {
             operations.record($rpc, began.elapsed().as_secs_f64(), result.is_err());
         }
-        result.map(|r| r.into_inner()).map_err(|status| CriError::Rpc {
-            rpc: $rpc,
-            endpoint: $self.endpoint.clone(),
-            code: status.code(),
-            message: status.message().to_owned(),
-        })
+        result.map(|r| r.into_inner()).map_err(|status| CriError::from_status($rpc, &$self.endpoint, &status))
     }};
 }
 
@@ -108,12 +108,7 @@ impl Cri for Runtime {
         use futures::{StreamExt as _, TryStreamExt as _};
         const RPC: &str = "GetContainerEvents";
         let (mut client, endpoint) = (self.runtime.clone(), self.endpoint.clone());
-        let error = move |status: tonic::Status| CriError::Rpc {
-            rpc: RPC,
-            endpoint: endpoint.clone(),
-            code: status.code(),
-            message: status.message().to_owned(),
-        };
+        let error = move |status: tonic::Status| CriError::from_status(RPC, &endpoint, &status);
         let opened = {
             let error = error.clone();
             // No timeout: the stream is meant to stay open; a dead runtime ends it anyway.

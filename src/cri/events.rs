@@ -46,7 +46,6 @@ const REOPEN_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEvent {
     pub container_id: String,
-    pub kind: api::ContainerEventType,
     /// When the runtime made it (Unix nanoseconds).
     pub created_at: i64,
     /// The `staticlet.io/node` label of the container's sandbox, when the event carries the
@@ -57,12 +56,7 @@ pub struct RuntimeEvent {
 impl From<api::ContainerEventResponse> for RuntimeEvent {
     fn from(event: api::ContainerEventResponse) -> Self {
         let node = event.pod_sandbox_status.as_ref().map(|s| s.labels.get(labels::NODE).cloned().unwrap_or_default());
-        Self {
-            kind: event.container_event_type(),
-            container_id: event.container_id,
-            created_at: event.created_at,
-            node,
-        }
+        Self { container_id: event.container_id, created_at: event.created_at, node }
     }
 }
 
@@ -217,12 +211,7 @@ mod tests {
     const OPENED: i64 = NOW - 60_000_000_000;
 
     fn event(node: Option<&str>, age: Duration) -> RuntimeEvent {
-        RuntimeEvent {
-            container_id: "c1".into(),
-            kind: ContainerStoppedEvent,
-            created_at: NOW - age.as_nanos() as i64,
-            node: node.map(Into::into),
-        }
+        RuntimeEvent { container_id: "c1".into(), created_at: NOW - age.as_nanos() as i64, node: node.map(Into::into) }
     }
 
     #[test]
@@ -260,7 +249,6 @@ mod tests {
         };
         let event = RuntimeEvent::from(response);
         assert_eq!(event.node.as_deref(), Some("n1"));
-        assert_eq!(event.kind, ContainerStartedEvent);
         let bare = api::ContainerEventResponse { container_id: "c1".into(), ..Default::default() };
         assert_eq!(RuntimeEvent::from(bare).node, None);
     }

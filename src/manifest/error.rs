@@ -22,6 +22,14 @@ pub enum ManifestError {
     Invalid { location: String, doc: usize, item: Option<usize>, errors: Vec<FieldError> },
     #[error("{location}: pod {name} is already defined by {first}; this definition is ignored")]
     Duplicate { location: String, name: String, first: String },
+    /// Refused by the node's Pod Security policy, in the API server's words.
+    #[error("{location}: pod {pod}: violates PodSecurity \"{policy}\": {violations}")]
+    Forbidden { location: String, pod: String, policy: String, violations: String },
+    /// The file or its directory could be changed by someone other than root (StrictModes).
+    #[error(
+        "{location}: not trusted: {reason}; only root may be able to change a manifest (chown root, chmod go-w), or set staticPodPathStrictModes: false"
+    )]
+    Untrusted { location: String, reason: String },
 }
 
 impl ManifestError {
@@ -35,7 +43,9 @@ impl ManifestError {
             | Self::Syntax { location, .. }
             | Self::Kind { location, .. }
             | Self::Invalid { location, .. }
-            | Self::Duplicate { location, .. } => location,
+            | Self::Duplicate { location, .. }
+            | Self::Forbidden { location, .. }
+            | Self::Untrusted { location, .. } => location,
         }
     }
 }

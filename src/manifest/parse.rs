@@ -133,10 +133,24 @@ fn json_type(value: &Value) -> &'static str {
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message).trim();
     let line = line.strip_prefix("error: ").unwrap_or(line);
-    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((position, rest)) if position.contains("column") => rest.to_owned(),
-        _ => line.to_owned(),
-    }
+    let line = match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains("column") => rest,
+        _ => line,
+    };
+    line.strip_prefix("budget breached: ").map(over_budget).unwrap_or_else(|| line.to_owned())
+}
+
+/// The parser's budgets (documents, nodes, depth, alias expansions...) bound what a hostile file
+/// can cost; its report (`Nodes { nodes: 250001 }`) becomes words.
+fn over_budget(report: &str) -> String {
+    let counted = report
+        .split_once('{')
+        .and_then(|(_, fields)| fields.trim_end_matches('}').split_once(':'))
+        .map(|(what, count)| format!("{} {}", count.trim(), what.trim().replace('_', " ")));
+    format!(
+        "over the YAML parser's safety limits ({}); a manifest this large or this deep is refused before it can exhaust memory",
+        counted.unwrap_or_else(|| report.to_owned())
+    )
 }
 
 /// serde_json appends " at line L column C"; we report those as fields of their own.
@@ -146,6 +160,10 @@ fn strip_position(message: &str) -> String {
         None => message.to_owned(),
     }
 }
+
+#[cfg(test)]
+#[path = "hostile.rs"]
+mod hostile;
 
 #[cfg(test)]
 mod tests {

@@ -80,6 +80,8 @@ pub struct DirSource {
     path: PathBuf,
     node: String,
     period: Duration,
+    /// Refuse manifests someone other than root could change (`staticPodPathStrictModes`).
+    strict_modes: bool,
     memory: ScanMemory,
     /// `staticlet_manifest_dir_scans_total`, by trigger.
     scans: Family<Labels, Counter>,
@@ -95,11 +97,25 @@ pub struct ScanMemory {
     /// costs 100 parses rather than 5,050, and an idle rescan parses nothing. Bytes, not
     /// timestamps, decide: a same-length rewrite within one timestamp tick is still seen.
     parsed: Parsed,
+    /// Whether files are checked for trust (`trust::check`) before they are read.
+    strict_modes: bool,
+}
+
+impl ScanMemory {
+    pub fn new(strict_modes: bool) -> Self {
+        Self { strict_modes, ..Self::default() }
+    }
 }
 
 impl DirSource {
-    pub fn new(path: PathBuf, node: String, period: Duration, scans: Family<Labels, Counter>) -> Self {
-        Self { path, node, period, memory: ScanMemory::default(), scans }
+    pub fn new(
+        path: PathBuf,
+        node: String,
+        period: Duration,
+        strict_modes: bool,
+        scans: Family<Labels, Counter>,
+    ) -> Self {
+        Self { path, node, period, strict_modes, memory: ScanMemory::new(strict_modes), scans }
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
@@ -113,7 +129,8 @@ impl DirSource {
                 // Kept alive in this variable: dropping the watcher ends the inotify watch.
                 watcher = watch(&self.path, event_tx.clone());
             }
-            let (path, node, mut memory) = (self.path.clone(), self.node.clone(), std::mem::take(&mut self.memory));
+            let (path, node) = (self.path.clone(), self.node.clone());
+            let mut memory = std::mem::replace(&mut self.memory, ScanMemory::new(self.strict_modes));
             let (snapshot, memory) = tokio::task::spawn_blocking(move || {
                 let snapshot = scan(&path, &node, &mut memory);
                 (snapshot, memory)
@@ -210,7 +227,7 @@ pub fn scan(path: &Path, node: &str, memory: &mut ScanMemory) -> SourceSnapshot 
     };
     if !metadata.is_dir() {
         memory.parsed.retain(|p, _| p == path);
-        snapshot.manifests.push(read_manifest(path, node, &mut memory.parsed));
+        snapshot.manifests.push(read_manifest(path, node, memory));
         return snapshot;
     }
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
@@ -244,7 +261,7 @@ pub fn scan(path: &Path, node: &str, memory: &mut ScanMemory) -> SourceSnapshot 
             still_present.insert(key);
             continue;
         }
-        snapshot.manifests.push(read_manifest(&entry, node, &mut memory.parsed));
+        snapshot.manifests.push(read_manifest(&entry, node, memory));
     }
     memory.reported.retain(|key| still_present.contains(key));
     memory.parsed.retain(|path, _| snapshot.manifests.iter().any(|m| Path::new(&m.origin.location) == path));
@@ -255,8 +272,17 @@ type Parsed = HashMap<PathBuf, (Vec<u8>, Result<Vec<StaticPod>, ManifestError>)>
 
 /// Reads and parses one file. A file that fails to parse while it is still being written is read
 /// again shortly, so an in-place write is not reported as broken (bottlerocket#1396).
-fn read_manifest(path: &Path, node: &str, parsed: &mut Parsed) -> Manifest {
+fn read_manifest(path: &Path, node: &str, memory: &mut ScanMemory) -> Manifest {
     let origin = Origin::file(path.display().to_string());
+    if memory.strict_modes
+        && let Err(reason) = super::trust::check(path)
+    {
+        return Manifest {
+            origin: origin.clone(),
+            result: Err(ManifestError::Untrusted { location: origin.location, reason }),
+        };
+    }
+    let parsed = &mut memory.parsed;
     let mut result = read_once(path, &origin, node, parsed);
     for _ in 0..10 {
         let recently_written = std::fs::metadata(path)
@@ -398,6 +424,42 @@ mod tests {
         assert!(!memory.parsed.contains_key(&b), "a removed file is forgotten");
     }
 
+    #[test]
+    fn strict_modes_refuse_a_manifest_others_could_change_and_name_why() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i:1}]}\n";
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, pod).unwrap();
+        let chmod = |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let result = |strict| scan(dir.path(), "n", &mut ScanMemory::new(strict)).manifests.remove(0).result;
+        chmod(&file, 0o644);
+        assert!(result(true).is_ok());
+        chmod(&file, 0o664);
+        let refusal = result(true).unwrap_err().to_string();
+        assert!(
+            refusal.contains("a.yaml: not trusted: file ") && refusal.contains("is writable by group (mode 0664)"),
+            "{refusal}"
+        );
+        assert!(result(false).is_ok(), "strict modes off: read as kubelet does");
+        chmod(&file, 0o600);
+        chmod(dir.path(), 0o777);
+        let refusal = result(true).unwrap_err().to_string();
+        assert!(
+            refusal.contains("not trusted: directory ") && refusal.contains("writable by group and others"),
+            "{refusal}"
+        );
+        // A symlink to a file in a directory anyone can write to: the target decides.
+        chmod(dir.path(), 0o755);
+        let elsewhere = tempfile::tempdir().unwrap();
+        chmod(elsewhere.path(), 0o1777);
+        std::fs::write(elsewhere.path().join("b.yaml"), pod.replace("name: a", "name: b")).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("b.yaml"), &file).unwrap();
+        let refusal = result(true).unwrap_err().to_string();
+        assert!(refusal.contains("the symlink's target directory") && refusal.contains("mode 1777"), "{refusal}");
+    }
+
     /// Runs `settle` after a first event `first`, with more events sent at the given times (ms
     /// after the first); returns how long it waited. Time is paused: no real sleeping.
     async fn settle_after(first: bool, later: &[(u64, bool)]) -> Duration {
@@ -455,7 +517,7 @@ mod tests {
         )
         .unwrap();
         let scans = Family::<Labels, Counter>::default();
-        let source = DirSource::new(dir.path().to_owned(), "n".into(), Duration::from_secs(20), scans.clone());
+        let source = DirSource::new(dir.path().to_owned(), "n".into(), Duration::from_secs(20), true, scans.clone());
         let (tx, mut rx) = mpsc::channel(16);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(source.run(tx, shutdown.clone()));

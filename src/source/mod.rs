@@ -2,6 +2,7 @@
 //! desired set and publishes it, logging each manifest problem once, when it first appears.
 
 pub mod dir;
+mod trust;
 pub mod url;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -14,6 +15,7 @@ use crate::{
     desired::{Desired, SourceSnapshot, merge},
     manifest::SourceKind,
     ops::metrics::Metrics,
+    pod_security::Policy,
 };
 
 /// Starts the configured sources and the merge; returns the desired set as it evolves. The sources
@@ -30,6 +32,7 @@ pub fn spawn(
             path.clone(),
             config.node_name.clone(),
             config.file_check_frequency,
+            config.static_pod_path_strict_modes,
             metrics.manifest_dir_scans.clone(),
         );
         tracker.spawn(source.run(snapshot_tx.clone(), shutdown.clone()));
@@ -48,13 +51,21 @@ pub fn spawn(
 
     let (desired_tx, desired_rx) = watch::channel(Arc::new(Desired::default()));
     let shutdown = shutdown.clone();
+    let policy = Policy::from_config(config);
     tracker.spawn(async move {
         let mut snapshots: BTreeMap<SourceKind, SourceSnapshot> = BTreeMap::new();
+        // Pod Security warnings in force, by source, each logged once, when it first appears.
+        let mut warned: BTreeMap<SourceKind, Vec<String>> = BTreeMap::new();
         loop {
             let snapshot = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 s = snapshot_rx.recv() => match s { Some(s) => s, None => return },
             };
+            let (snapshot, warnings) = policy.admit(snapshot);
+            let before = warned.insert(snapshot.kind, warnings.clone()).unwrap_or_default();
+            for warning in warnings.iter().filter(|w| !before.contains(w)) {
+                tracing::warn!("{warning}");
+            }
             snapshots.insert(snapshot.kind, snapshot);
             let previous = desired_tx.borrow().clone();
             let next = merge(&previous, &snapshots, jiff::Timestamp::now());
