@@ -30,18 +30,19 @@ pub fn judge(what: &str, path: &Path, mode: u32, uid: u32, own_uid: u32) -> Resu
 /// to and that file's directory: whoever can write any of them decides what runs.
 pub fn check(file: &Path) -> Result<(), String> {
     let own_uid = rustix::process::geteuid().as_raw();
-    let judge_path = |what: &str, path: &Path| -> Result<(), String> {
-        let metadata = std::fs::metadata(path).map_err(|e| format!("cannot check {what} {}: {e}", path.display()))?;
-        judge(what, path, metadata.mode(), metadata.uid(), own_uid)
+    // What cannot be stat'ed is left to the reader, whose error says why (a dangling symlink,
+    // a file removed since the listing).
+    let judge_path = |what: &str, path: &Path| match std::fs::metadata(path) {
+        Ok(metadata) => judge(what, path, metadata.mode(), metadata.uid(), own_uid),
+        Err(_) => Ok(()),
     };
     let directory = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     judge_path("directory", directory)?;
     judge_path("file", file)?;
-    if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
-        let target = std::fs::canonicalize(file).map_err(|e| format!("cannot resolve {}: {e}", file.display()))?;
-        if let Some(parent) = target.parent() {
-            judge_path("the symlink's target directory", parent)?;
-        }
+    if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink())
+        && let Some(parent) = std::fs::canonicalize(file).ok().as_deref().and_then(Path::parent)
+    {
+        judge_path("the symlink's target directory", parent)?;
     }
     Ok(())
 }

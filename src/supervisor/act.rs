@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::{
-    decide::{Action, Exit, ImagePlan, image_plan},
+    decide::{self, Action, Exit, ImagePlan, image_plan},
     stop::{ignore_not_found, remove_sandbox},
     termination,
     worker::Worker,
@@ -65,6 +65,10 @@ impl Worker {
             Action::StartContainer { sandbox_id, name, restart_count } => {
                 self.start_container(&sandbox_id, &name, restart_count).await
             }
+            Action::FinishAbandonedStart { id, sandbox_id, name, restart_count } => {
+                runtime.remove_container(&id).await?;
+                self.start_container(&sandbox_id, &name, restart_count).await
+            }
             Action::StartCreated { id } => {
                 if let Err(e) = runtime.start_container(&id).await {
                     // A container that cannot start is replaced by a fresh one on the next pass.
@@ -93,9 +97,15 @@ impl Worker {
                     SystemTime::now()
                 };
                 let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-                tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
+                let abandoned = decide::abandoned_start(&status.reason, status.started_at, &status.message);
+                if abandoned {
+                    tracing::info!(container = %name, runtime_message = %status.message, "finishing a start that a killed staticlet left half done; not a restart");
+                } else {
+                    tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
+                }
                 let message = termination::read(&status, self.pod.spec().containers.iter().find(|c| c.name == name));
-                self.exits.insert(id, Exit { code: status.exit_code, finished, reason: status.reason, message });
+                self.exits
+                    .insert(id, Exit { code: status.exit_code, finished, reason: status.reason, message, abandoned });
                 Ok(())
             }
             Action::Cleanup { containers, sandboxes } => {

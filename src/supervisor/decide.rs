@@ -23,6 +23,17 @@ pub struct Exit {
     pub reason: String,
     /// The terminated state's message (the termination message, `supervisor::termination`).
     pub message: String,
+    /// Never ran: the start was cut off when the staticlet that asked for it died
+    /// (`abandoned_start`). Not an attempt of the container's, so not a restart.
+    pub abandoned: bool,
+}
+
+/// Whether a container's exit is a start that a killed staticlet left half done: containerd
+/// cancels the StartContainer of a caller that disconnects and records the container as exited
+/// with reason StartError, never started, "context canceled". Starting it again is finishing
+/// that start, not restarting the container (kubelet counts it as a restart).
+pub fn abandoned_start(reason: &str, started_at: i64, runtime_message: &str) -> bool {
+    reason == "StartError" && started_at == 0 && runtime_message.contains("context canceled")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +45,9 @@ pub enum Action {
     StartContainer { sandbox_id: String, name: String, restart_count: u32 },
     /// A container was created but never started (e.g. staticlet stopped in between).
     StartCreated { id: String },
+    /// A start a killed staticlet left half done (`abandoned_start`): remove that container, whose
+    /// name holds the attempt number, and start the container again at the same restart count.
+    FinishAbandonedStart { id: String, sandbox_id: String, name: String, restart_count: u32 },
     /// A liveness or startup probe failed for good: stop the container (`grace`: the probe's own
     /// terminationGracePeriodSeconds, else the pod's); the restart path then runs it again.
     KillUnhealthy { id: String, name: String, probe: ProbeKind, grace: Duration },
@@ -176,6 +190,14 @@ impl<'a> Here<'a> {
                 let Some(exit) = self.exits.get(&latest.id) else {
                     return Step::Act(Action::InspectExit { id: latest.id.clone() });
                 };
+                if exit.abandoned {
+                    return Step::Act(Action::FinishAbandonedStart {
+                        id: latest.id.clone(),
+                        sandbox_id: self.sandbox.to_owned(),
+                        name: spec.name.clone(),
+                        restart_count: latest.restart_count,
+                    });
+                }
                 if !policy.restarts_after(exit.code) {
                     return Step::Done(exit.code);
                 }
@@ -282,7 +304,7 @@ mod tests {
     }
 
     fn exit(code: i32, secs: u64) -> Exit {
-        Exit { code, finished: at(secs), reason: String::new(), message: String::new() }
+        Exit { code, finished: at(secs), reason: String::new(), message: String::new(), abandoned: false }
     }
 
     fn decide(
@@ -455,6 +477,32 @@ mod tests {
                 Action::Idle
             };
             assert_eq!(action, expected, "{policy} exit {code}");
+        }
+    }
+
+    #[test]
+    fn a_start_a_killed_staticlet_left_half_done_is_finished_not_counted_as_a_restart() {
+        for (reason, started_at, message, abandoned) in [
+            ("StartError", 0, "failed to start containerd task: context canceled", true),
+            ("StartError", 0, "exec: \"nope\": executable file not found in $PATH", false),
+            ("StartError", 5, "context canceled", false),
+            ("Error", 0, "context canceled", false),
+        ] {
+            assert_eq!(abandoned_start(reason, started_at, message), abandoned, "{reason} {started_at} {message}");
+        }
+        let mut backoff = CrashBackoff::default();
+        backoff.record_restart("b", at(0));
+        let cut_off = Exit { abandoned: true, ..exit(128, 5) };
+        // Never, back-off running: still started at once, with the same restart count.
+        for policy in ["Always", "Never"] {
+            let action = decide(policy, Some(running_pod(Exited)), &[("b1", cut_off.clone())], &backoff, 6);
+            let want = Action::FinishAbandonedStart {
+                id: "b1".into(),
+                sandbox_id: "s1".into(),
+                name: "b".into(),
+                restart_count: 0,
+            };
+            assert_eq!(action, want, "{policy}");
         }
     }
 

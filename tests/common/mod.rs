@@ -166,6 +166,14 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer ends it: no shutdown path runs.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
