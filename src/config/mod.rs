@@ -38,9 +38,9 @@ use std::{
 };
 
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::pod_security::Level;
-use serde::{Deserialize, Serialize};
 
 /// The table's syntax. Each entry is
 ///
@@ -728,11 +728,12 @@ fn plain<R, T: From<R>>(value: R) -> Result<T, String> {
     Ok(value.into())
 }
 
-/// A boolean setting, as kubelet reads its boolean flags.
+/// A Pod Security level: privileged, baseline or restricted.
 fn level(text: String) -> Result<Level, String> {
     text.parse()
 }
 
+/// A boolean setting, as kubelet reads its boolean flags.
 fn boolean(text: String) -> Result<bool, String> {
     parse_go_bool(&text).ok_or_else(|| format!("{text:?} is not true or false"))
 }

@@ -80,8 +80,6 @@ pub struct DirSource {
     path: PathBuf,
     node: String,
     period: Duration,
-    /// Refuse manifests someone other than root could change (`staticPodPathStrictModes`).
-    strict_modes: bool,
     memory: ScanMemory,
     /// `staticlet_manifest_dir_scans_total`, by trigger.
     scans: Family<Labels, Counter>,
@@ -115,7 +113,7 @@ impl DirSource {
         strict_modes: bool,
         scans: Family<Labels, Counter>,
     ) -> Self {
-        Self { path, node, period, strict_modes, memory: ScanMemory::new(strict_modes), scans }
+        Self { path, node, period, memory: ScanMemory::new(strict_modes), scans }
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
@@ -130,7 +128,7 @@ impl DirSource {
                 watcher = watch(&self.path, event_tx.clone());
             }
             let (path, node) = (self.path.clone(), self.node.clone());
-            let mut memory = std::mem::replace(&mut self.memory, ScanMemory::new(self.strict_modes));
+            let mut memory = std::mem::take(&mut self.memory);
             let (snapshot, memory) = tokio::task::spawn_blocking(move || {
                 let snapshot = scan(&path, &node, &mut memory);
                 (snapshot, memory)

@@ -62,10 +62,11 @@ pub fn spawn(
                 s = snapshot_rx.recv() => match s { Some(s) => s, None => return },
             };
             let (snapshot, warnings) = policy.admit(snapshot);
-            let before = warned.insert(snapshot.kind, warnings.clone()).unwrap_or_default();
+            let before = warned.get(&snapshot.kind).map(Vec::as_slice).unwrap_or_default();
             for warning in warnings.iter().filter(|w| !before.contains(w)) {
                 tracing::warn!("{warning}");
             }
+            warned.insert(snapshot.kind, warnings);
             snapshots.insert(snapshot.kind, snapshot);
             let previous = desired_tx.borrow().clone();
             let next = merge(&previous, &snapshots, jiff::Timestamp::now());
