@@ -1,6 +1,9 @@
 //! The manifest directory (staticPodPath): inotify events, debounced, plus a full rescan every
 //! fileCheckFrequency. Every scan reads the whole directory and yields a whole snapshot, and is
-//! counted in `staticlet_manifest_dir_scans_total` by what started it (start, event, period).
+//! counted in `staticlet_manifest_dir_scans_total` by what started it (start, event, period,
+//! overflow). The watch follows the directory by inode: deleted and made again, or swapped through
+//! a symlink (`..data`-style layouts inside it need nothing: their swap is a rename in it), it is
+//! watched again where it now is.
 //!
 //! Unlike kubelet, only `*.yaml`, `*.yml` and `*.json` are manifests; dotfiles and the leftovers of
 //! editors and package managers are skipped with one log line each, so a `web.yaml.bak` can never
@@ -117,15 +120,18 @@ impl DirSource {
     }
 
     pub async fn run(mut self, tx: mpsc::Sender<SourceSnapshot>, shutdown: CancellationToken) {
-        let (event_tx, mut events) = mpsc::unbounded_channel::<bool>();
-        let mut watcher = None;
+        let (event_tx, mut events) = mpsc::unbounded_channel::<Wake>();
+        // Kept alive here (dropping the watcher ends its inotify watches), with the identity of
+        // what it watches: when that changes (the directory deleted and made again, or swapped
+        // through a symlink), the old watch hears nothing more and is replaced.
+        let mut watching: Option<(Watched, notify::RecommendedWatcher)> = None;
         let mut last: Option<SourceSnapshot> = None;
         let mut missing_reported = false;
         let mut trigger = "start";
         loop {
-            if watcher.is_none() {
-                // Kept alive in this variable: dropping the watcher ends the inotify watch.
-                watcher = watch(&self.path, event_tx.clone());
+            let target = Watched::of(&self.path);
+            if watching.as_ref().map(|(w, _)| w) != target.as_ref() {
+                watching = target.and_then(|t| Some((t, watch(&self.path, event_tx.clone())?)));
             }
             let (path, node) = (self.path.clone(), self.node.clone());
             let mut memory = std::mem::take(&mut self.memory);
@@ -153,63 +159,121 @@ impl DirSource {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.period) => trigger = "period",
-                Some(settled) = events.recv() => {
-                    settle(settled, &mut events).await;
+                Some(first) = events.recv() => {
                     trigger = "event";
+                    if settle(first, &mut events).await {
+                        tracing::warn!(path = %self.path.display(), "inotify lost events (its queue overflowed: fs.inotify.max_queued_events); rescanning the whole directory");
+                        trigger = "overflow";
+                    }
                 }
             }
         }
     }
 }
 
-/// After a first event (`settled`: whether it ends a change), waits for the burst to end: until
-/// no event has come for SETTLED_QUIET after one that ends a change, or for UNSETTLED_MAX after
-/// one that does not (a file still being written gets time to be finished), and never longer
-/// than UNSETTLED_MAX from the first event. Events that arrive meanwhile are taken in.
-async fn settle(mut settled: bool, events: &mut mpsc::UnboundedReceiver<bool>) {
+/// What an inotify event asks of the scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A change still in progress: a file created, opened or being written.
+    Changing,
+    /// A change that is over: a file closed after writing, renamed, removed.
+    Changed,
+    /// Events were lost (the kernel queue overflowed, IN_Q_OVERFLOW, or the watcher could not
+    /// read them): only a full rescan knows what changed.
+    Lost,
+}
+
+/// What a watcher watches, by inode: the manifest directory (or, for a single file or a path not
+/// there yet, its parent). Paths alone cannot tell a directory made again from the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watched {
+    device: u64,
+    inode: u64,
+}
+
+impl Watched {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let target = if path.is_dir() { path } else { path.parent()? };
+        let metadata = std::fs::metadata(target).ok()?;
+        Some(Self { device: metadata.dev(), inode: metadata.ino() })
+    }
+}
+
+/// After a first event, waits for the burst to end: until no event has come for SETTLED_QUIET
+/// after one that ends a change, or for UNSETTLED_MAX after one that does not (a file still being
+/// written gets time to be finished), and never longer than UNSETTLED_MAX from the first event.
+/// Events that arrive meanwhile are taken in. True if the burst lost events.
+async fn settle(first: Wake, events: &mut mpsc::UnboundedReceiver<Wake>) -> bool {
     let deadline = tokio::time::Instant::now() + UNSETTLED_MAX;
+    let (mut last, mut lost) = (first, first == Wake::Lost);
     loop {
-        let quiet = if settled { SETTLED_QUIET } else { UNSETTLED_MAX };
+        let quiet = if last == Wake::Changing { UNSETTLED_MAX } else { SETTLED_QUIET };
         tokio::select! {
-            _ = tokio::time::sleep(quiet) => return,
-            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep(quiet) => return lost,
+            _ = tokio::time::sleep_until(deadline) => return lost,
             e = events.recv() => match e {
-                Some(s) => settled = s,
-                None => return,
+                Some(wake) => {
+                    lost |= wake == Wake::Lost;
+                    last = wake;
+                }
+                None => return lost,
             },
         }
     }
 }
 
-/// Watches the directory (or, for a single manifest file, its parent, since editors replace
-/// files by renaming). None if the path is not there yet; the periodic rescan retries.
-fn watch(path: &Path, tx: mpsc::UnboundedSender<bool>) -> Option<notify::RecommendedWatcher> {
-    let target = if path.is_dir() { path.to_path_buf() } else { path.parent()?.to_path_buf() };
+/// Watches the manifest directory and its parent (or, for a single manifest file or a path not
+/// there yet, the parent alone): the parent sees the path itself made, removed or swapped (editors
+/// replace files by renaming; `ln -sfn` and `mv -T` swap a directory's symlink). None if neither
+/// is there; the periodic rescan retries.
+fn watch(path: &Path, tx: mpsc::UnboundedSender<Wake>) -> Option<notify::RecommendedWatcher> {
+    // notify names events by absolute paths; the path itself stays as configured, since pod
+    // UIDs are made from it.
+    let absolute = std::path::absolute(path).ok()?;
+    let filter = absolute.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Some(settled) = event.ok().and_then(|e| wakes(&e.kind)) {
-            let _ = tx.send(settled);
+        let wake = match event {
+            Ok(event) if concerns(&event, &filter) => wakes(&event),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "the manifest watcher failed to read events");
+                Some(Wake::Lost)
+            }
+        };
+        if let Some(wake) = wake {
+            let _ = tx.send(wake);
         }
     })
     .ok()?;
-    match watcher.watch(&target, RecursiveMode::NonRecursive) {
-        Ok(()) => Some(watcher),
-        Err(e) => {
-            tracing::debug!(path = %target.display(), error = %e, "cannot watch yet; relying on rescans");
-            None
+    let mut watched = false;
+    for target in [absolute.parent(), absolute.is_dir().then_some(absolute.as_path())].into_iter().flatten() {
+        match watcher.watch(target, RecursiveMode::NonRecursive) {
+            Ok(()) => watched = true,
+            Err(e) => tracing::debug!(path = %target.display(), error = %e, "cannot watch yet; relying on rescans"),
         }
     }
+    watched.then_some(watcher)
 }
 
-/// Whether an event calls for a rescan (Some), and whether it ends a change (Some(true)): a file
-/// closed after writing, renamed, removed. Reads are not changes: our own scan opens and closes
-/// every file, and waking on that kept an idle daemon rescanning twice a second.
-fn wakes(kind: &notify::EventKind) -> Option<bool> {
+/// Whether an event in a watched directory concerns the manifest path: anything in it, but of its
+/// parent's entries only the path itself. Lost events name no path and concern everything.
+fn concerns(event: &notify::Event, path: &Path) -> bool {
+    event.paths.is_empty() || event.paths.iter().any(|p| p == path || p.parent() == Some(path))
+}
+
+/// Whether an event calls for a rescan, and of what kind. Reads are not changes: our own scan
+/// opens and closes every file, and waking on that kept an idle daemon rescanning twice a second.
+fn wakes(event: &notify::Event) -> Option<Wake> {
     use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+    if event.need_rescan() {
+        return Some(Wake::Lost);
+    }
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Wake::Changed),
         EventKind::Access(_) => None,
-        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(true),
-        _ => Some(false),
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(Wake::Changed),
+        _ => Some(Wake::Changing),
     }
 }
 
@@ -331,6 +395,8 @@ fn read_once(path: &Path, origin: &Origin, node: &str, parsed: &mut Parsed) -> R
 
 #[cfg(test)]
 mod tests {
+    use notify::Event;
+
     use super::*;
 
     #[test]
@@ -357,22 +423,43 @@ mod tests {
     }
 
     #[test]
-    fn reads_do_not_wake_a_rescan_and_finished_writes_settle_it() {
+    fn reads_do_not_wake_a_rescan_finished_writes_settle_it_and_lost_events_rescan_all() {
         use notify::event::{
-            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind, RenameMode,
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, Flag, ModifyKind, RemoveKind, RenameMode,
         };
-        for (kind, expected) in [
-            (EventKind::Access(AccessKind::Open(AccessMode::Any)), None),
-            (EventKind::Access(AccessKind::Close(AccessMode::Read)), None),
-            (EventKind::Access(AccessKind::Read), None),
-            (EventKind::Create(CreateKind::File), Some(false)),
-            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), Some(false)),
-            (EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)), Some(false)),
-            (EventKind::Access(AccessKind::Close(AccessMode::Write)), Some(true)),
-            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), Some(true)),
-            (EventKind::Remove(RemoveKind::File), Some(true)),
+        for (event, expected) in [
+            (Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any))), None),
+            (Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read))), None),
+            (Event::new(EventKind::Access(AccessKind::Read)), None),
+            (Event::new(EventKind::Create(CreateKind::File)), Some(Wake::Changing)),
+            (Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any))), Some(Wake::Changing)),
+            (
+                Event::new(EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any))),
+                Some(Wake::Changing),
+            ),
+            (Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write))), Some(Wake::Changed)),
+            (Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))), Some(Wake::Changed)),
+            (Event::new(EventKind::Remove(RemoveKind::File)), Some(Wake::Changed)),
+            // notify's IN_Q_OVERFLOW.
+            (Event::new(EventKind::Other).set_flag(Flag::Rescan), Some(Wake::Lost)),
         ] {
-            assert_eq!(wakes(&kind), expected, "{kind:?}");
+            assert_eq!(wakes(&event), expected, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn of_the_parent_only_the_manifest_path_itself_concerns_the_scanner() {
+        let event = |path: &str| Event::new(notify::EventKind::Any).add_path(PathBuf::from(path));
+        let dir = Path::new("/etc/kubernetes/manifests");
+        for (event, concerns_it) in [
+            (event("/etc/kubernetes/manifests/etcd.yaml"), true),
+            (event("/etc/kubernetes/manifests"), true), // made, removed, or a symlink swapped in
+            (event("/etc/kubernetes/admin.conf"), false),
+            (event("/etc/kubernetes/manifests.tmp"), false),
+            (event("/etc/kubernetes/manifests/sub/x.yaml"), false),
+            (Event::new(notify::EventKind::Other), true), // lost events name no path
+        ] {
+            assert_eq!(concerns(&event, dir), concerns_it, "{event:?}");
         }
     }
 
@@ -461,17 +548,18 @@ mod tests {
     /// Runs `settle` after a first event `first`, with more events sent at the given times (ms
     /// after the first); returns how long it waited. Time is paused: no real sleeping.
     async fn settle_after(first: bool, later: &[(u64, bool)]) -> Duration {
+        let wake = |settled| if settled { Wake::Changed } else { Wake::Changing };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let start = tokio::time::Instant::now();
         let later = later.to_vec();
         let sender = tokio::spawn(async move {
             for (at, settled) in later {
                 tokio::time::sleep_until(start + Duration::from_millis(at)).await;
-                let _ = tx.send(settled);
+                let _ = tx.send(wake(settled));
             }
             std::future::pending::<()>().await;
         });
-        settle(first, &mut rx).await;
+        settle(wake(first), &mut rx).await;
         let waited = start.elapsed();
         sender.abort();
         waited
@@ -498,11 +586,90 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_burst_that_lost_events_says_so() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for wake in [Wake::Changing, Wake::Lost, Wake::Changed] {
+            tx.send(wake).unwrap();
+        }
+        assert!(settle(Wake::Changed, &mut rx).await);
+        tx.send(Wake::Changed).unwrap();
+        assert!(!settle(Wake::Changing, &mut rx).await);
+    }
+
+    /// Runs a DirSource on `path` with an hour between rescans, so only inotify can bring news.
+    fn watched_source(path: &Path) -> (mpsc::Receiver<SourceSnapshot>, CancellationToken) {
+        let source = DirSource::new(path.to_owned(), "n".into(), Duration::from_secs(3600), true, Family::default());
+        let (tx, rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(source.run(tx, shutdown.clone()));
+        (rx, shutdown)
+    }
+
+    /// The names in the next snapshot that has `count` pods (bounded by 10 s, for a failing test).
+    async fn next_pods(rx: &mut mpsc::Receiver<SourceSnapshot>, count: usize) -> Vec<String> {
+        let wait = async {
+            loop {
+                let snapshot = rx.recv().await.expect("the source runs");
+                if snapshot.manifests.len() == count {
+                    return snapshot
+                        .manifests
+                        .iter()
+                        .map(|m| m.result.as_ref().map_or_else(|e| e.to_string(), |p| p[0].name().to_owned()))
+                        .collect();
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait).await.expect("a snapshot within 10 s")
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i:1}]}\n";
+
+    #[tokio::test]
+    async fn a_directory_deleted_and_made_again_is_watched_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("manifests");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), POD).unwrap();
+        let (mut rx, shutdown) = watched_source(&dir);
+        assert_eq!(next_pods(&mut rx, 1).await, ["a-n"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(next_pods(&mut rx, 0).await, Vec::<String>::new());
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("b.yaml"), POD.replace("name: a", "name: b")).unwrap();
+        assert_eq!(next_pods(&mut rx, 1).await, ["b-n"]);
+        // A change inside the new directory is heard too: its watch is the new directory's.
+        std::fs::write(dir.join("c.yaml"), POD.replace("name: a", "name: c")).unwrap();
+        assert_eq!(next_pods(&mut rx, 2).await, ["b-n", "c-n"]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_directory_swapped_through_its_symlink_is_watched_at_its_new_target() {
+        let parent = tempfile::tempdir().unwrap();
+        let (v1, v2, link) = (parent.path().join("v1"), parent.path().join("v2"), parent.path().join("manifests"));
+        for v in [&v1, &v2] {
+            std::fs::create_dir(v).unwrap();
+        }
+        std::fs::write(v1.join("a.yaml"), POD).unwrap();
+        std::fs::write(v2.join("b.yaml"), POD.replace("name: a", "name: b")).unwrap();
+        std::os::unix::fs::symlink("v1", &link).unwrap();
+        let (mut rx, shutdown) = watched_source(&link);
+        assert_eq!(next_pods(&mut rx, 1).await, ["a-n"]);
+        // `ln -sfn v2 manifests.new && mv -T manifests.new manifests`: one atomic rename.
+        std::os::unix::fs::symlink("v2", parent.path().join("manifests.new")).unwrap();
+        std::fs::rename(parent.path().join("manifests.new"), &link).unwrap();
+        assert_eq!(next_pods(&mut rx, 1).await, ["b-n"]);
+        std::fs::write(v2.join("c.yaml"), POD.replace("name: a", "name: c")).unwrap();
+        assert_eq!(next_pods(&mut rx, 2).await, ["b-n", "c-n"]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn settle_returns_at_once_when_the_watcher_is_gone() {
-        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Wake>();
         drop(tx);
         let start = tokio::time::Instant::now();
-        settle(false, &mut rx).await;
+        assert!(!settle(Wake::Changing, &mut rx).await);
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod cri_proxy;
 pub mod kubeadm_node;
 
 use std::{

@@ -1,0 +1,176 @@
+//! Filesystem faults under the manifest directory, against the real runtime: inotify's queue
+//! overflowing, the directory deleted and made again, and the two atomic ways tools replace a
+//! directory's contents (a symlink swapped for the directory, a ConfigMap-style `..data` swap
+//! inside it). Each daemon rescans only every 10 minutes, so what it sees it sees from inotify.
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::*;
+
+/// Only inotify brings news within a test: the periodic rescan is 10 minutes away.
+fn watched_daemon(test: &str) -> Daemon {
+    let mut d = Daemon::new(test);
+    d.file_check_frequency = "10m".into();
+    d
+}
+
+fn sleeper(name: &str, version: &str) -> String {
+    shell_pod(name, &format!("echo {version}; exec sleep 3600"), "")
+}
+
+fn running(d: &Daemon) -> usize {
+    d.status().pods.iter().filter(|p| p.status == "Running" && p.containers.iter().all(|c| c.ready)).count()
+}
+
+/// fs.inotify.max_queued_events, lowered while it is held. The kernel reads it when an inotify
+/// instance is made, so a daemon started meanwhile keeps the small queue for its whole life.
+struct SmallInotifyQueue(String);
+
+const MAX_QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+impl SmallInotifyQueue {
+    fn of(events: u32) -> Self {
+        let before = std::fs::read_to_string(MAX_QUEUED_EVENTS).unwrap();
+        std::fs::write(MAX_QUEUED_EVENTS, events.to_string()).unwrap();
+        Self(before)
+    }
+}
+
+impl Drop for SmallInotifyQueue {
+    fn drop(&mut self) {
+        std::fs::write(MAX_QUEUED_EVENTS, self.0.trim()).unwrap();
+    }
+}
+
+#[test]
+fn an_overflowed_inotify_queue_rescans_the_directory_and_loses_no_manifest() {
+    let _serial = serial();
+    let mut d = watched_daemon("overflow");
+    {
+        let _small = SmallInotifyQueue::of(1);
+        d.start();
+        // The watch is made before the first scan, so once it is counted the daemon's queue holds
+        // one event.
+        d.wait_until("the first scan is done", Duration::from_secs(10), |d| {
+            d.metric(r#"staticlet_manifest_dir_scans_total{trigger="start"}"#) == 1.0
+        });
+    }
+    // Written in place: a create, writes and a close each, far more than one event's room.
+    const PODS: usize = 12;
+    for i in 0..PODS {
+        std::fs::write(d.manifests.join(format!("p{i}.yaml")), sleeper(&format!("p{i}"), "v1")).unwrap();
+    }
+    d.wait_until("every manifest's pod runs", Duration::from_secs(180), |d| running(d) == PODS);
+    assert!(
+        d.metric(r#"staticlet_manifest_dir_scans_total{trigger="overflow"}"#) >= 1.0,
+        "the queue of one event overflowed and was answered by a rescan\n{}",
+        d.log()
+    );
+    assert_eq!(d.metric(r#"staticlet_manifest_dir_scans_total{trigger="period"}"#), 0.0, "no periodic rescan helped");
+    assert!(d.log().contains("inotify lost events"), "the overflow is reported\n{}", d.log());
+}
+
+#[test]
+fn a_deleted_manifest_directory_stops_its_pods_and_made_again_runs_them_at_once() {
+    let _serial = serial();
+    let mut d = watched_daemon("dir-recreated");
+    d.start();
+    d.write_manifest("a.yaml", &sleeper("a", "v1"));
+    let a = d.wait_for_running("a");
+    // As kubelet: a manifest path that does not exist is an empty source.
+    std::fs::remove_dir_all(&d.manifests).unwrap();
+    d.wait_until("a's pod is gone from the runtime", Duration::from_secs(30), |_| runtime_sandboxes(&a.uid).is_empty());
+    assert!(d.log().contains("manifest path does not exist"), "{}", d.log());
+    std::fs::create_dir(&d.manifests).unwrap();
+    d.write_manifest("a.yaml", &sleeper("a", "v1"));
+    d.write_manifest("b.yaml", &sleeper("b", "v1"));
+    assert_eq!(d.wait_for_running("a").uid, a.uid, "the same manifest at the same path is the same pod");
+    d.wait_for_running("b");
+    // The new directory's own watch hears a change inside it.
+    std::fs::remove_file(d.manifests.join("b.yaml")).unwrap();
+    d.wait_until("b is stopped", Duration::from_secs(30), |d| d.pod("b").is_none());
+    assert_eq!(d.metric(r#"staticlet_manifest_dir_scans_total{trigger="period"}"#), 0.0, "inotify alone saw it all");
+}
+
+/// The container id and restart count of each named pod's container, to compare before and after.
+fn containers_of(d: &Daemon, names: &[&str]) -> Vec<(String, u32)> {
+    names
+        .iter()
+        .map(|name| {
+            let pod = d.pod(name).unwrap();
+            (pod.containers[0].id.clone(), pod.restarts)
+        })
+        .collect()
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+#[test]
+fn a_manifest_directory_swapped_through_its_symlink_restarts_only_what_changed() {
+    let _serial = serial();
+    let mut d = watched_daemon("symlink-swap");
+    let versions = d.dir.path().join("versions");
+    for (version, edited) in [("v1", "v1"), ("v2", "v2")] {
+        write(&versions.join(version).join("a.yaml"), &sleeper("a", "v1"));
+        write(&versions.join(version).join("b.yaml"), &sleeper("b", edited));
+    }
+    write(&versions.join("v2/c.yaml"), &sleeper("c", "v1"));
+    // staticPodPath is a symlink to the version in force, as deploy tools keep a release.
+    d.manifests = d.dir.path().join("current");
+    std::os::unix::fs::symlink(versions.join("v1"), &d.manifests).unwrap();
+    d.start();
+    d.wait_for_running("a");
+    let b = d.wait_for_running("b");
+    let before = containers_of(&d, &["a"]);
+    // ln -sfn versions/v2 current.new && mv -T current.new current
+    let new_link = d.dir.path().join("current.new");
+    std::os::unix::fs::symlink(versions.join("v2"), &new_link).unwrap();
+    std::fs::rename(&new_link, &d.manifests).unwrap();
+    d.wait_for_running("c");
+    d.wait_for_pod("b", "its v2", |p| p.uid != b.uid && p.status == "Running");
+    assert_eq!(containers_of(&d, &["a"]), before, "a did not change, so it was not restarted");
+    // The watch followed the swap: a change in the new target is heard.
+    write(&versions.join("v2/d.yaml"), &sleeper("d", "v1"));
+    d.wait_for_running("d");
+    assert_eq!(d.metric(r#"staticlet_manifest_dir_scans_total{trigger="period"}"#), 0.0, "inotify alone saw it all");
+}
+
+/// A ConfigMap volume's layout (what kubelet's atomic writer makes, and what tools copying it
+/// make on a node): `..<timestamp>/` holds the files, `..data` points at it, and each manifest
+/// is a symlink through `..data`. A new version is one rename of `..data`.
+fn configmap_version(dir: &Path, stamp: &str, files: &[(&str, String)]) {
+    let version = dir.join(format!("..{stamp}"));
+    for (name, content) in files {
+        write(&version.join(name), content);
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+    let data_tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{stamp}"), &data_tmp).unwrap();
+    std::fs::rename(&data_tmp, dir.join("..data")).unwrap();
+}
+
+#[test]
+fn a_configmap_style_data_swap_replaces_the_edited_pod_and_keeps_the_rest() {
+    let _serial = serial();
+    let mut d = watched_daemon("data-swap");
+    let files = |b_version: &str| vec![("a.yaml", sleeper("a", "v1")), ("b.yaml", sleeper("b", b_version))];
+    configmap_version(&d.manifests, "2026_12_03_08_00_00.1", &files("v1"));
+    d.start();
+    d.wait_for_running("a");
+    let b = d.wait_for_running("b");
+    let before = containers_of(&d, &["a"]);
+    configmap_version(&d.manifests, "2026_12_03_08_05_00.2", &files("v2"));
+    std::fs::remove_dir_all(d.manifests.join("..2026_12_03_08_00_00.1")).unwrap();
+    d.wait_for_pod("b", "its v2", |p| p.uid != b.uid && p.status == "Running");
+    assert_eq!(containers_of(&d, &["a"]), before, "a did not change, so it was not restarted");
+    assert_eq!(d.status().pods.len(), 2, "the ..data entries are not manifests: {:#?}", d.status());
+    assert!(d.log().contains("..data") && d.log().contains("skipped: hidden file"), "{}", d.log());
+}
