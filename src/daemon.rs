@@ -117,6 +117,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
+    tracker.spawn(logs::space::watch(
+        config.pod_logs_dir.clone(),
+        config.container_log_monitor_interval,
+        metrics.pod_logs_dir_free_bytes.clone(),
+        shutdown.clone(),
+    ));
+
     let desired = source::spawn(&config, &metrics, &tracker, &shutdown);
     let node_ip = config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip);
     let problems = MirrorProblems::default();

@@ -1,7 +1,8 @@
 //! Runtime faults, through a CRI proxy in front of the real runtime (common::cri_proxy): every
 //! gRPC error code, reset streams, cut-off answers and slow answers on the relist; the runtime
 //! refusing everything for a while; and staticlet killed right after the runtime carried out one
-//! CRI call of an action, before it heard the answer. A healthy pod is never restarted, and each
+//! CRI call of an action, before it heard the answer; and containerd itself killed the same way,
+//! after it made a container and after it stopped one. A healthy pod is never restarted, and each
 //! fault ends in the state the manifests ask for.
 
 mod common;
@@ -145,7 +146,7 @@ fn staticlet_killed_between_the_cri_calls_of_an_action_converges_without_a_resta
     for method in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
         let name = format!("cut-{}", method.to_lowercase());
         let kills = proxy.kills();
-        proxy.inject(method, Fault::KillCaller(d.pid()), 1);
+        proxy.inject(method, Fault::KillOnAnswer(d.pid()), 1);
         d.write_manifest(&format!("{name}.yaml"), &sleeper(&name, "v1"));
         restart_after_kill(&mut d, &proxy, kills, method);
         let pod = d.wait_for_running(&name);
@@ -157,7 +158,7 @@ fn staticlet_killed_between_the_cri_calls_of_an_action_converges_without_a_resta
     // An edit, cut off after the old container was stopped and before the new pod exists.
     let old = d.pod("cut-runpodsandbox").unwrap();
     let kills = proxy.kills();
-    proxy.inject("StopContainer", Fault::KillCaller(d.pid()), 1);
+    proxy.inject("StopContainer", Fault::KillOnAnswer(d.pid()), 1);
     d.write_manifest("cut-runpodsandbox.yaml", &sleeper("cut-runpodsandbox", "v2"));
     restart_after_kill(&mut d, &proxy, kills, "StopContainer");
     let new = d.wait_for_pod("cut-runpodsandbox", "its v2", |p| p.uid != old.uid && p.status == "Running");
@@ -165,4 +166,41 @@ fn staticlet_killed_between_the_cri_calls_of_an_action_converges_without_a_resta
         runtime_sandboxes(&old.uid).is_empty() && exactly_one_running(&new.uid)
     });
     assert_eq!(container_of(&d, "steady"), before, "four crashes cost the untouched pod nothing");
+}
+
+/// Waits for the proxy's kill of containerd, checks that staticlet says the runtime is gone, and
+/// starts containerd again.
+fn restart_runtime_after_kill(d: &Daemon, proxy: &CriProxy, kills_before: u32, what: &str) {
+    d.wait_until(&format!("the proxy killed containerd after {what}"), Duration::from_secs(60), |_| {
+        proxy.kills() == kills_before + 1
+    });
+    d.wait_until("the dead runtime is reported", Duration::from_secs(20), |d| d.status().runtime_error.is_some());
+    testenv(&["restart-runtime"]);
+}
+
+#[test]
+fn containerd_killed_as_it_creates_and_as_it_stops_converges_once_it_is_back() {
+    let _serial = serial();
+    let (proxy, d, _) = steady_pod_behind_proxy("containerd-killed");
+    let before = container_of(&d, "steady");
+    // containerd made the container and died before staticlet heard of it.
+    let kills = proxy.kills();
+    proxy.inject("CreateContainer", Fault::KillOnAnswer(runtime_pid()), 1);
+    d.write_manifest("made.yaml", &sleeper("made", "v1"));
+    restart_runtime_after_kill(&d, &proxy, kills, "CreateContainer");
+    let pod = d.wait_for_running("made");
+    d.wait_until("made is one sandbox and one container", Duration::from_secs(60), |_| exactly_one_running(&pod.uid));
+    assert_eq!(d.pod("made").unwrap().restarts, 0, "a create whose answer was lost is not a restart");
+
+    // containerd stopped the old version's container and died before staticlet heard of it.
+    let kills = proxy.kills();
+    proxy.inject("StopContainer", Fault::KillOnAnswer(runtime_pid()), 1);
+    d.write_manifest("made.yaml", &sleeper("made", "v2"));
+    restart_runtime_after_kill(&d, &proxy, kills, "StopContainer");
+    let new = d.wait_for_pod("made", "its v2", |p| p.uid != pod.uid && p.status == "Running");
+    d.wait_until("the old version is gone and the new one is whole", Duration::from_secs(60), |_| {
+        runtime_sandboxes(&pod.uid).is_empty() && exactly_one_running(&new.uid)
+    });
+    assert_eq!(container_of(&d, "steady"), before, "two runtime crashes cost the untouched pod nothing");
+    assert!(d.status().runtime_error.is_none(), "the runtime is back: {:?}", d.status().runtime_error);
 }

@@ -2,6 +2,7 @@
 //! overflowing, the directory deleted and made again, and the two atomic ways tools replace a
 //! directory's contents (a symlink swapped for the directory, a ConfigMap-style `..data` swap
 //! inside it). Each daemon rescans only every 10 minutes, so what it sees it sees from inotify.
+//! And the pod log directory full: containers run on, and staticlet says so once.
 
 mod common;
 
@@ -173,4 +174,69 @@ fn a_configmap_style_data_swap_replaces_the_edited_pod_and_keeps_the_rest() {
     assert_eq!(containers_of(&d, &["a"]), before, "a did not change, so it was not restarted");
     assert_eq!(d.status().pods.len(), 2, "the ..data entries are not manifests: {:#?}", d.status());
     assert!(d.log().contains("..data") && d.log().contains("skipped: hidden file"), "{}", d.log());
+}
+
+/// A tmpfs of `size` mounted on a directory while held; lazily unmounted after, since the
+/// runtime may still hold a log file in it open.
+struct SmallFilesystem(std::path::PathBuf);
+
+impl SmallFilesystem {
+    fn on(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "staticlet-test"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(mount.success(), "mount a tmpfs on {}", dir.display());
+        Self(dir.to_owned())
+    }
+
+    fn grow(&self, size: &str) {
+        let remount = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(remount.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_pod_log_directory_keeps_containers_running_and_is_reported_once() {
+    let _serial = serial();
+    let mut d = watched_daemon("logs-full");
+    d.extra = vec!["--container-log-monitor-interval=1s".into()];
+    let logs = SmallFilesystem::on(&d.logs, "4m");
+    d.start();
+    d.write_manifest("quiet.yaml", &sleeper("quiet", "v1"));
+    let quiet = d.wait_for_running("quiet");
+    // About 8 MB of output, twice what the directory holds, then quiet.
+    let flood = "pad=$(printf '%0100d' 0); i=0; while [ $i -lt 80000 ]; do echo \"line $i $pad\"; i=$((i+1)); done; \
+                 exec sleep 3600";
+    d.write_manifest("flood.yaml", &shell_pod("flood", flood, ""));
+    let flood = d.wait_for_running("flood");
+    d.wait_until("the full directory is reported", Duration::from_secs(60), |d| {
+        d.log().contains("the pod log directory is full")
+    });
+    assert!(d.metric("staticlet_pod_logs_dir_free_bytes") < 1048576.0);
+    // Several checks later, the same fault is not said again, and no container paid for it.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = d.log();
+    assert_eq!(log.matches("the pod log directory is full").count(), 1, "{log}");
+    for (pod, name) in [(&quiet, "quiet"), (&flood, "flood")] {
+        assert_eq!(running_container_ids(&pod.uid), vec![pod.containers[0].id.clone()], "{name} runs on");
+        assert_eq!(d.pod(name).unwrap().restarts, 0, "{name}");
+    }
+    logs.grow("64m");
+    d.wait_until("room again is reported", Duration::from_secs(30), |d| {
+        d.log().contains("the pod log directory has room again")
+    });
+    assert!(d.metric("staticlet_pod_logs_dir_free_bytes") > 32.0 * 1048576.0);
 }

@@ -542,12 +542,6 @@ fn manifest_written_in_place_in_pieces_is_not_reported_broken() {
     assert!(!d.log().contains("ERROR"), "a half-written file must not be reported:\n{}", d.log());
 }
 
-fn testenv(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
-    let status = Command::new("bash").arg(script).args(args).status().unwrap();
-    assert!(status.success(), "hack/testenv {args:?} failed");
-}
-
 #[test]
 fn daemon_run_in_process_stops_when_its_token_is_cancelled_and_leaves_its_pods_running() {
     let _serial = serial();

@@ -149,6 +149,13 @@ cmd_stop_runtime() {
     log "containerd $pid stopped; containers keep running under their shims"
 }
 
+# For runtime fault tests: the PID of containerd, to kill it in the middle of a call.
+cmd_runtime_pid() {
+    no_args "$@"
+    check_dir
+    daemon_pid || die "not up"
+}
+
 cmd_restart_runtime() {
     no_args "$@"
     need_root
@@ -159,6 +166,35 @@ cmd_restart_runtime() {
     start_containerd
     check_cri_plugin
     log "containerd restarted"
+}
+
+# For API fault tests: kube-apiserver stopped (SIGTERM) and started again, as an upgrade or a
+# crash does; its watch cache starts anew from etcd, so a watch resuming from a compacted
+# revision meets a real 410 Gone.
+cmd_restart_apiserver() {
+    no_args "$@"
+    need_root
+    check_dir
+    take_lock
+    comp_pid kube-apiserver >/dev/null || die "the cluster is not up ($0 up --cluster)"
+    stop_component kube-apiserver >/dev/null
+    start_component kube-apiserver 120
+    log "kube-apiserver restarted (pid $(comp_pid kube-apiserver))"
+}
+
+# For API fault tests: etcd compacted, physically, at its newest revision (through its gRPC
+# gateway; the API server does the same every 5 minutes, keeping nothing older). Prints the
+# revision.
+cmd_compact_etcd() {
+    no_args "$@"
+    check_dir
+    local url="http://127.0.0.1:$ETCD_CLIENT_PORT/v3/kv" revision
+    comp_pid etcd >/dev/null || die "the cluster is not up ($0 up --cluster)"
+    revision="$(curl -sf -X POST "$url/range" -d '{"key": "AA==", "limit": 1}' | jq -r .header.revision)" ||
+        die "etcd at $url gave no revision"
+    curl -sf -X POST "$url/compaction" -d "{\"revision\": \"$revision\", \"physical\": true}" >/dev/null ||
+        die "etcd at $url refused to compact at $revision"
+    echo "$revision"
 }
 
 cmd_down() {

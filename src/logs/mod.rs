@@ -5,6 +5,7 @@
 //! is the one being written, and `--previous` is the previous restart's.
 
 pub mod rotate;
+pub mod space;
 
 use std::{
     io::{BufRead, BufReader, Seek, SeekFrom, Write},

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub desired_pods: Gauge,
     pub running_pods: Gauge,
     pub container_events_followed: Gauge,
+    /// Free bytes of the pod log directory's filesystem (`logs::space`).
+    pub pod_logs_dir_free_bytes: Gauge,
     pub running_containers: Family<Labels, Gauge>,
     /// Static pods that should have a mirror (kubelet's meaning): the desired pods, with a cluster.
     pub mirror_pods: Gauge,
@@ -139,6 +141,7 @@ impl Metrics {
             desired_pods,
             running_pods: Gauge::default(),
             container_events_followed: Gauge::default(),
+            pod_logs_dir_free_bytes: Gauge::default(),
             running_containers: Family::default(),
             mirror_pods: Gauge::default(),
             started_pods: Counter::default(),
@@ -270,6 +273,13 @@ impl Metrics {
             "1 while the runtime's container events are followed (the relist then waits for them), 0 while relisting \
              every second",
             m.container_events_followed.clone(),
+        );
+        register(
+            &mut r,
+            &mut names,
+            "staticlet_pod_logs_dir_free_bytes",
+            "Free bytes of the pod log directory's filesystem (below 1 MiB it counts as full: containers' output is lost)",
+            m.pod_logs_dir_free_bytes.clone(),
         );
         register(
             &mut r,

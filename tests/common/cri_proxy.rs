@@ -27,8 +27,9 @@ pub enum Fault {
     Reset,
     /// Forwarded, and the answer cut to half its bytes, with no gRPC status.
     Truncate,
-    /// Forwarded; once the runtime has answered, this process is SIGKILLed and the answer lost.
-    KillCaller(u32),
+    /// Forwarded; once the runtime has answered, this process (staticlet, or containerd itself)
+    /// is SIGKILLed and the answer lost.
+    KillOnAnswer(u32),
 }
 
 struct Rule {
@@ -122,7 +123,7 @@ async fn serve(stream: UnixStream, upstream: PathBuf, state: Arc<Mutex<State>>) 
     else {
         return;
     };
-    tokio::spawn(connection);
+    let mut upstream_connection = tokio::spawn(connection);
     let service = service_fn(move |request: Request<Incoming>| {
         let (sender, state) = (sender.clone(), state.clone());
         async move {
@@ -139,9 +140,14 @@ async fn serve(stream: UnixStream, upstream: PathBuf, state: Arc<Mutex<State>>) 
             answer(request, fault, sender, state).await
         }
     });
-    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let downstream =
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service);
+    // A runtime that goes away (killed, restarted) takes the daemon's connection with it, as it
+    // would without the proxy, so the daemon connects again to the runtime that comes back.
+    tokio::select! {
+        _ = downstream => upstream_connection.abort(),
+        _ = &mut upstream_connection => {}
+    }
 }
 
 async fn answer(
@@ -171,11 +177,11 @@ async fn answer(
             let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
             Ok(Response::from_parts(parts, full(bytes.slice(..bytes.len() / 2))))
         }
-        Some(Fault::KillCaller(pid)) => {
+        Some(Fault::KillOnAnswer(pid)) => {
             let _ = response.into_body().collect().await;
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             state.lock().unwrap().kills += 1;
-            Err("the caller was killed".into())
+            Err(format!("{pid} was killed"))
         }
         _ => Ok(response.map(BodyExt::boxed)),
     }

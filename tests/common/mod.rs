@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod api_relay;
 pub mod cri_proxy;
 pub mod kubeadm_node;
 
@@ -414,6 +415,20 @@ pub fn node_kubeconfig(node: &str) -> String {
     let out = Command::new("bash").arg(script).args(["node-kubeconfig", node]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `hack/testenv ARGS` (for the instance of the test's environment), which must succeed;
+/// its standard output, trimmed.
+pub fn testenv(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/testenv");
+    let out = Command::new("bash").arg(script).args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "hack/testenv {args:?}: {}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// containerd's PID (the instance of the test's environment).
+pub fn runtime_pid() -> u32 {
+    testenv(&["runtime-pid"]).parse().expect("a PID")
 }
 
 /// Deletes the test's Node when the test ends, however it ends.
