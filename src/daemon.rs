@@ -16,6 +16,7 @@ use crate::{
     mirror::{self, MirrorProblems, MirrorSync},
     node_api::{self, NodeApi, authn, authz, tls},
     ops::{
+        memory,
         metrics::Metrics,
         readiness::{Latch, Readiness},
         server, watchdog,
@@ -123,6 +124,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics.pod_logs_dir_free_bytes.clone(),
         shutdown.clone(),
     ));
+
+    tracker.spawn(memory::trim_every(memory::TRIM_EVERY, shutdown.clone()));
 
     let desired = source::spawn(&config, &metrics, &tracker, &shutdown);
     let node_ip = config.node_ip.clone().unwrap_or_else(mirror::node::default_node_ip);

@@ -77,19 +77,28 @@ pub fn merge(previous: &Desired, snapshots: &BTreeMap<SourceKind, SourceSnapshot
                     });
                     continue;
                 }
-                let seen =
-                    previous.pods.get(&full_name).filter(|d| d.pod.uid == pod.uid).map(|d| d.seen).unwrap_or(now);
-                let mut pod = pod;
-                pod.pod
-                    .metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(ANNOTATION_CONFIG_SEEN.into(), seen.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string());
+                let before = previous.pods.get(&full_name).filter(|d| d.pod.uid == pod.uid);
+                let seen = before.map(|d| d.seen).unwrap_or(now);
+                let pod = match before {
+                    // The same version as at the last merge: its pod, config.seen already in, is
+                    // shared instead of copied again.
+                    Some(d) if d.pod.config_hash == pod.config_hash && d.pod.origin == pod.origin => d.pod.clone(),
+                    _ => with_seen(pod, seen),
+                };
                 next.pods.insert(full_name, DesiredPod { pod, seen, stale });
             }
         }
     }
     next
+}
+
+fn with_seen(mut pod: StaticPod, seen: jiff::Timestamp) -> StaticPod {
+    std::sync::Arc::make_mut(&mut pod.pod)
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(ANNOTATION_CONFIG_SEEN.into(), seen.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string());
+    pod
 }
 
 #[cfg(test)]

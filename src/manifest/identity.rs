@@ -130,7 +130,7 @@ pub(super) fn build(document: &Value, mut pod: Pod, node: &str, origin: &Origin)
         }
     }
     pod.status = Some(PodStatus { phase: Some("Pending".into()), ..Default::default() });
-    StaticPod { uid, config_hash, origin: origin.clone(), pod }
+    StaticPod { uid, config_hash, origin: origin.clone(), pod: std::sync::Arc::new(pod) }
 }
 
 fn apply_spec_defaults(spec: &mut PodSpec) {

@@ -1,7 +1,7 @@
 //! `StaticPod`: a pod as staticlet runs it, with kubelet's defaults applied, and the questions
 //! the rest of the daemon asks of it (full name, grace period, restart policy, host network).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
@@ -14,7 +14,9 @@ pub struct StaticPod {
     /// Content hash: differs between two versions of a manifest, even with a pinned UID.
     pub config_hash: String,
     pub origin: Origin,
-    pub pod: Pod,
+    /// Shared: the same pod is held by the source's memory, the desired set, its worker, its
+    /// prober and the mirror, and a k8s-openapi `Pod` is kilobytes once its containers are in.
+    pub pod: Arc<Pod>,
 }
 
 impl StaticPod {

@@ -1,5 +1,6 @@
 //! Operating staticlet: the local status API, metrics, readiness, systemd notification.
 
+pub mod memory;
 pub mod metrics;
 pub mod readiness;
 pub mod server;

@@ -389,6 +389,8 @@ fn read_once(path: &Path, origin: &Origin, node: &str, parsed: &mut Parsed) -> R
         return result.clone();
     }
     let result = parse_manifest(&bytes, origin, node);
+    // read_to_end leaves room for kilobytes more; the memory keeps only what the file holds.
+    bytes.shrink_to_fit();
     parsed.insert(path.to_owned(), (bytes, result.clone()));
     result
 }

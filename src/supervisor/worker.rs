@@ -151,8 +151,9 @@ impl Worker {
                 // probing at once: kubernetes#114994).
                 let ctx = self.ctx.clone();
                 let pod_ip = self.pod_ip(snapshot.pod(&self.pod.uid));
-                let stopping = stop::stop_pod(&ctx, &self.pod, &self.pre_stops, &pod_ip, &shutdown);
-                tokio::pin!(stopping);
+                // Boxed, as the actions below: each lives only while it runs, so the future a
+                // pod keeps for its lifetime stays small.
+                let mut stopping = Box::pin(stop::stop_pod(&ctx, &self.pod, &self.pre_stops, &pod_ip, &shutdown));
                 loop {
                     tokio::select! {
                         _ = &mut stopping => break,
@@ -227,10 +228,13 @@ impl Worker {
             self.note_first_run();
 
             if let Some(step) = act {
+                // Not held across the action: a hundred pods starting at once would otherwise
+                // keep as many listings of the whole node alive.
+                drop(snapshot);
                 let result = match step {
-                    Step::Act(action) => self.execute(action).await,
+                    Step::Act(action) => Box::pin(self.execute(action)).await,
                     Step::StopPastDeadline { containers, sandboxes } => {
-                        self.stop_past_deadline(containers, sandboxes).await
+                        Box::pin(self.stop_past_deadline(containers, sandboxes)).await
                     }
                 };
                 match result {
@@ -243,7 +247,7 @@ impl Worker {
                         if self.failure.failed(error.to_string()) {
                             tracing::warn!(error = %error, retry_in = ?wait, "pod action failed");
                         }
-                        self.publish(&snapshot, &[], false);
+                        self.publish(&self.ctx.observer.latest(), &[], false);
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             _ = terminate.cancelled() => {}
