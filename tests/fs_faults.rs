@@ -2,7 +2,8 @@
 //! overflowing, the directory deleted and made again, and the two atomic ways tools replace a
 //! directory's contents (a symlink swapped for the directory, a ConfigMap-style `..data` swap
 //! inside it). Each daemon rescans only every 10 minutes, so what it sees it sees from inotify.
-//! And the pod log directory full: containers run on, and staticlet says so once.
+//! And the pod log directory full: containers run on, and staticlet says so once; the manifest
+//! directory's filesystem full under an edit, then read-only: the running pod is never the price.
 
 mod common;
 
@@ -181,10 +182,10 @@ fn a_configmap_style_data_swap_replaces_the_edited_pod_and_keeps_the_rest() {
 struct SmallFilesystem(std::path::PathBuf);
 
 impl SmallFilesystem {
-    fn on(dir: &Path, size: &str) -> Self {
+    fn on(dir: &Path, options: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let mount = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "staticlet-test"])
+            .args(["-t", "tmpfs", "-o", options, "staticlet-test"])
             .arg(dir)
             .status()
             .unwrap();
@@ -192,9 +193,10 @@ impl SmallFilesystem {
         Self(dir.to_owned())
     }
 
-    fn grow(&self, size: &str) {
+    /// `mount -o remount,<options>`: a bigger size, or `ro`.
+    fn remount(&self, options: &str) {
         let remount = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
+            .args(["-o", &format!("remount,{options}")])
             .arg(&self.0)
             .status()
             .unwrap();
@@ -213,7 +215,7 @@ fn a_full_pod_log_directory_keeps_containers_running_and_is_reported_once() {
     let _serial = serial();
     let mut d = watched_daemon("logs-full");
     d.extra = vec!["--container-log-monitor-interval=1s".into()];
-    let logs = SmallFilesystem::on(&d.logs, "4m");
+    let logs = SmallFilesystem::on(&d.logs, "size=4m");
     d.start();
     d.write_manifest("quiet.yaml", &sleeper("quiet", "v1"));
     let quiet = d.wait_for_running("quiet");
@@ -234,9 +236,67 @@ fn a_full_pod_log_directory_keeps_containers_running_and_is_reported_once() {
         assert_eq!(running_container_ids(&pod.uid), vec![pod.containers[0].id.clone()], "{name} runs on");
         assert_eq!(d.pod(name).unwrap().restarts, 0, "{name}");
     }
-    logs.grow("64m");
+    logs.remount("size=64m");
     d.wait_until("room again is reported", Duration::from_secs(30), |d| {
         d.log().contains("the pod log directory has room again")
     });
     assert!(d.metric("staticlet_pod_logs_dir_free_bytes") > 32.0 * 1048576.0);
+}
+
+/// Writes a hidden file (staticlet skips it) until the filesystem has no room left.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join(".filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![b'x'; 4096];
+    loop {
+        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            Ok(()) => continue,
+            Err(e) if e.raw_os_error() == Some(28) => return path,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn a_manifest_filesystem_full_under_an_edit_keeps_the_pod_and_read_only_changes_nothing() {
+    let _serial = serial();
+    let mut d = watched_daemon("manifests-full");
+    // Root's 0755, as strict modes want a manifest directory; tmpfs's own default is 1777.
+    let manifests = SmallFilesystem::on(&d.manifests, "size=64k,mode=755");
+    let path = d.manifests.join("web.yaml");
+    std::fs::write(&path, sleeper("web", "v1")).unwrap();
+    d.start();
+    let v1 = d.wait_for_running("web");
+    let filler = fill(&d.manifests);
+    // An editor saving in place: the file is truncated, then the write runs out of room. What
+    // is left is the comment the edit began with, and no pod.
+    let edited = format!("{}{}", "# padding the edit past the room left\n".repeat(400), sleeper("web", "v2"));
+    let cut = std::fs::write(&path, &edited).expect_err("the edit does not fit");
+    assert_eq!(cut.raw_os_error(), Some(28), "{cut}");
+    let location = path_str(&path);
+    d.wait_until("the cut-short manifest is reported", Duration::from_secs(20), |d| {
+        d.status().manifest_errors.iter().any(|e| e.contains(&location))
+    });
+    assert_eq!(d.metric(&format!("staticlet_manifest_errors{{location=\"{location}\"}}")), 1.0);
+    let web = d.pod("web").unwrap();
+    assert_eq!((web.uid.as_str(), web.restarts), (v1.uid.as_str(), 0), "the running version stays: {web:#?}");
+    assert_eq!(running_container_ids(&v1.uid), vec![v1.containers[0].id.clone()], "not restarted");
+    // Room again, and the edit saved whole: the new version replaces the old, the error is gone.
+    std::fs::remove_file(filler).unwrap();
+    std::fs::write(&path, &edited).unwrap();
+    let v2 = d.wait_for_pod("web", "its v2", |p| p.uid != v1.uid && p.status == "Running");
+    d.wait_until("the error is cleared", Duration::from_secs(20), |d| d.status().manifest_errors.is_empty());
+    let metrics = http_get(d.status_port, "/metrics").unwrap();
+    assert!(!metrics.contains(&location), "the series goes once the manifest loads:\n{metrics}");
+    // Read-only (a node's /etc remounted, a sealed image): staticlet needs no write there, so a
+    // restart adopts the pod as it runs.
+    manifests.remount("ro");
+    assert!(std::fs::write(d.manifests.join("new.yaml"), "x").is_err(), "the directory is read-only");
+    d.stop();
+    d.start();
+    let adopted = d.wait_for_running("web");
+    assert_eq!((adopted.uid.as_str(), adopted.restarts), (v2.uid.as_str(), 0), "{adopted:#?}");
+    assert_eq!(running_container_ids(&v2.uid), vec![v2.containers[0].id.clone()], "adopted, not restarted");
+    assert!(d.status().manifest_errors.is_empty(), "{:#?}", d.status().manifest_errors);
 }

@@ -168,7 +168,12 @@ pub const FIELDS: &[(&str, Class)] = &[
     ("volumePluginDir", NotApplicable(NO_VOLUME_PLUGINS)),
     ("providerID", NotYet("the Node gets no spec.providerID")),
     ("kernelMemcgNotification", NotApplicable(NO_EVICTION)),
-    ("logging", NotYet("log format and verbosity come from STATICLET_LOG")),
+    (
+        "logging",
+        NotYet(
+            "log format and verbosity come from STATICLET_LOG, e.g. info,staticlet::cri=trace to time every runtime call",
+        ),
+    ),
     ("enableSystemLogHandler", NotYet(NODE_API)),
     ("enableSystemLogQuery", NotYet(NODE_API)),
     ("shutdownGracePeriod", NotYet("no graceful node shutdown: pods keep running when staticlet stops")),

@@ -64,9 +64,12 @@ macro_rules! call {
         request.set_timeout($timeout);
         let began = std::time::Instant::now();
         let result = $self.$client.clone().$method(request).await;
+        let seconds = began.elapsed().as_secs_f64();
         if let Some(operations) = &$self.operations {
-            operations.record($rpc, began.elapsed().as_secs_f64(), result.is_err());
+            operations.record($rpc, seconds, result.is_err());
         }
+        // Off by default; STATICLET_LOG=info,staticlet::cri=trace shows where a pod start's time goes.
+        tracing::trace!(rpc = $rpc, ms = seconds * 1e3, ok = result.is_ok(), "runtime call");
         result.map(|r| r.into_inner()).map_err(|status| CriError::from_status($rpc, &$self.endpoint, &status))
     }};
 }

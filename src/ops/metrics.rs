@@ -42,6 +42,8 @@ pub struct Metrics {
     pub container_events_followed: Gauge,
     /// Free bytes of the pod log directory's filesystem (`logs::space`).
     pub pod_logs_dir_free_bytes: Gauge,
+    /// The process's live tokio tasks, read at each scrape: a leak shows here before it shows in RSS.
+    pub tasks: Gauge,
     pub running_containers: Family<Labels, Gauge>,
     /// Static pods that should have a mirror (kubelet's meaning): the desired pods, with a cluster.
     pub mirror_pods: Gauge,
@@ -142,6 +144,7 @@ impl Metrics {
             running_pods: Gauge::default(),
             container_events_followed: Gauge::default(),
             pod_logs_dir_free_bytes: Gauge::default(),
+            tasks: Gauge::default(),
             running_containers: Family::default(),
             mirror_pods: Gauge::default(),
             started_pods: Counter::default(),
@@ -284,6 +287,13 @@ impl Metrics {
         register(
             &mut r,
             &mut names,
+            "staticlet_tasks",
+            "Tokio tasks alive in the process (a few per pod: its worker, probes and log followers)",
+            m.tasks.clone(),
+        );
+        register(
+            &mut r,
+            &mut names,
             "staticlet_manifest_errors",
             "Manifests (files or the URL) that currently fail to load, by location",
             m.manifest_errors.clone(),
@@ -319,6 +329,9 @@ impl Metrics {
     pub fn scrape(&self, snapshot: &RuntimeSnapshot, desired: &Desired) -> String {
         self.running_pods.set(snapshot.pods.values().filter(|p| p.ready_sandbox().is_some()).count() as i64);
         self.container_events_followed.set(i64::from(snapshot.evented));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(runtime.metrics().num_alive_tasks() as i64);
+        }
         for (state, wanted) in [
             ("running", ContainerState::Running),
             ("exited", ContainerState::Exited),
@@ -430,6 +443,23 @@ mod tests {
         assert!(text.contains("\nstaticlet_manifest_errors{location=\"/m/bad.yaml\"} 1\n"), "{text}");
         let text = metrics.scrape(&RuntimeSnapshot::default(), &Desired::default());
         assert!(!text.contains("/m/bad.yaml"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_scrape_counts_the_tasks_alive() {
+        let metrics = Metrics::new();
+        let before = metrics.scrape(&RuntimeSnapshot::default(), &Desired::default());
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        let during = metrics.scrape(&RuntimeSnapshot::default(), &Desired::default());
+        let count = |text: &str| -> i64 {
+            let line = text.lines().find(|l| l.starts_with("staticlet_tasks ")).expect("staticlet_tasks is served");
+            line["staticlet_tasks ".len()..].parse().unwrap()
+        };
+        assert_eq!(count(&during), count(&before) + 1, "{during}");
+        task.abort();
     }
 
     /// docs/METRICS.md names every metric this file registers, and no other.

@@ -185,7 +185,7 @@ impl KubeadmNode {
     pub fn start_agent(&mut self, agent: Agent) {
         assert!(self.agent.is_none(), "the agent already runs");
         let binary = match agent {
-            Agent::Staticlet => env!("CARGO_BIN_EXE_staticlet").to_owned(),
+            Agent::Staticlet => super::staticlet_bin(),
             Agent::Kubelet => format!("{}/kubelet", self.env["STATICLET_KADM_KUBE_BIN"]),
         };
         let (stop, pid) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(None)));

@@ -33,6 +33,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The staticlet binary the tests and benches run: cargo's, unless STATICLET_TEST_BIN names
+/// another (hack/bench measures the release build that ships, not the bench profile's).
+pub fn staticlet_bin() -> String {
+    std::env::var("STATICLET_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_staticlet").to_owned())
+}
+
 pub fn endpoint() -> String {
     std::env::var("CONTAINER_RUNTIME_ENDPOINT")
         .expect("CONTAINER_RUNTIME_ENDPOINT is not set: run `hack/testenv up` and `eval \"$(hack/testenv env)\"` first")
@@ -138,7 +144,7 @@ impl Daemon {
         args.push(format!("--status-address=127.0.0.1:{}", self.status_port));
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("staticlet.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        let child = Command::new(staticlet_bin())
             .args(args)
             .env("STATICLET_LOG", "info")
             .stdin(Stdio::null())
@@ -257,7 +263,7 @@ impl Daemon {
 
     /// Runs `staticlet <args>` against this daemon's directories and status API.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_staticlet"))
+        let out = Command::new(staticlet_bin())
             .args(args)
             .arg(format!("--status-address=127.0.0.1:{}", self.status_port))
             .arg(format!("--pod-logs-dir={}", self.logs.display()))
