@@ -26,6 +26,8 @@ ensure_test_packages() {
     command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     command -v shfmt >/dev/null 2>&1 || missing+=(shfmt)
+    # tests/clock_steps.rs steps the wall clock of staticlet alone (libfaketime's LD_PRELOAD).
+    command -v faketime >/dev/null 2>&1 || missing+=(faketime)
     if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null

@@ -7,7 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use super::{
@@ -91,11 +91,13 @@ impl Worker {
             }
             Action::InspectExit { id } => {
                 let status = runtime.container_status(&id).await?;
+                let now = SystemTime::now();
                 let finished = if status.finished_at > 0 {
                     SystemTime::UNIX_EPOCH + Duration::from_nanos(status.finished_at as u64)
                 } else {
-                    SystemTime::now()
+                    now
                 };
+                let ended = decide::ended_at(finished, now, Instant::now());
                 let name = status.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
                 let abandoned = decide::abandoned_start(&status.reason, status.started_at, &status.message);
                 if abandoned {
@@ -104,8 +106,10 @@ impl Worker {
                     tracing::info!(container = %name, exit_code = status.exit_code, reason = %status.reason, "container exited");
                 }
                 let message = termination::read(&status, self.pod.spec().containers.iter().find(|c| c.name == name));
-                self.exits
-                    .insert(id, Exit { code: status.exit_code, finished, reason: status.reason, message, abandoned });
+                self.exits.insert(
+                    id,
+                    Exit { code: status.exit_code, finished, ended, reason: status.reason, message, abandoned },
+                );
                 Ok(())
             }
             Action::Cleanup { containers, sandboxes } => {
@@ -200,7 +204,7 @@ impl Worker {
         report_oom_score_clamp(runtime.clone(), id.clone(), oom_score_adj);
         self.waiting.remove(name);
         if restart_count > 0 {
-            self.backoff.record_restart(name, SystemTime::now());
+            self.backoff.record_restart(name, Instant::now());
             self.ctx.metrics.container_restarts.inc();
         }
         self.ctx.metrics.started_containers.get_or_create(&label("container_type", container_type)).inc();

@@ -1,10 +1,11 @@
 //! kubelet's crash-loop back-off (client-go `flowcontrol.Backoff` as kubelet uses it): the first
 //! restart is immediate, then 10 s, doubling to 300 s; an entry untouched for twice the maximum
-//! (10 minutes) starts over. Wall-clock times in, decisions out: no timers here.
+//! (10 minutes) starts over. Monotonic times in, decisions out: no timers here. Not the wall clock,
+//! as kubelet's: a step of it (NTP, a resumed VM) would stretch a back-off by the step, or end it.
 
 use std::{
     collections::HashMap,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant},
 };
 
 pub const INITIAL: Duration = Duration::from_secs(10);
@@ -13,7 +14,7 @@ pub const MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Entry {
     delay: Duration,
-    last_update: SystemTime,
+    last_update: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ impl CrashBackoff {
     }
 
     /// When a container that exited at `exited` may be restarted, if that is later than `now`.
-    pub fn wait_until(&self, key: &str, exited: SystemTime, now: SystemTime) -> Option<SystemTime> {
+    pub fn wait_until(&self, key: &str, exited: Instant, now: Instant) -> Option<Instant> {
         let entry = self.entries.get(key)?;
         if self.expired(exited, entry.last_update) {
             return None;
@@ -45,7 +46,7 @@ impl CrashBackoff {
     }
 
     /// Records a restart at `now`, lengthening the next wait.
-    pub fn record_restart(&mut self, key: &str, now: SystemTime) {
+    pub fn record_restart(&mut self, key: &str, now: Instant) {
         let delay = match self.entries.get(key) {
             Some(entry) if !self.expired(now, entry.last_update) => (entry.delay * 2).min(self.max),
             _ => self.initial,
@@ -53,8 +54,8 @@ impl CrashBackoff {
         self.entries.insert(key.to_owned(), Entry { delay, last_update: now });
     }
 
-    fn expired(&self, at: SystemTime, last_update: SystemTime) -> bool {
-        at.duration_since(last_update).is_ok_and(|d| d > self.max * 2)
+    fn expired(&self, at: Instant, last_update: Instant) -> bool {
+        at.saturating_duration_since(last_update) > self.max * 2
     }
 }
 
@@ -62,8 +63,9 @@ impl CrashBackoff {
 mod tests {
     use super::*;
 
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    fn at(secs: u64) -> Instant {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now) + Duration::from_secs(secs)
     }
 
     #[test]
@@ -85,7 +87,7 @@ mod tests {
         let mut delays = vec![];
         for i in 0..5 {
             b.record_restart("c", at(1000 + i));
-            delays.push(b.wait_until("c", at(1000 + i), at(1000 + i)).unwrap().duration_since(at(1000 + i)).unwrap());
+            delays.push(b.wait_until("c", at(1000 + i), at(1000 + i)).unwrap().duration_since(at(1000 + i)));
         }
         assert_eq!(delays, [10, 20, 40, 80, 160].map(Duration::from_secs));
     }

@@ -151,8 +151,9 @@ mod tests {
         }
         rt.sandboxes[1].ready = false;
         assert_eq!(after(Some(&rt), &none), AfterDeadline::Inspect("b1".into()));
+        let (finished, ended) = (at(9), std::time::Instant::now());
         let exit =
-            Exit { code: 143, finished: at(9), reason: "Error".into(), message: String::new(), abandoned: false };
+            Exit { code: 143, finished, ended, reason: "Error".into(), message: String::new(), abandoned: false };
         let exits = HashMap::from([("b1".to_owned(), exit.clone()), ("a1".to_owned(), exit)]);
         assert_eq!(after(Some(&rt), &exits), AfterDeadline::Done, "the older a0 needs no inspection");
         assert_eq!(after(None, &none), AfterDeadline::Done);

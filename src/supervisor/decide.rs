@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use super::backoff::CrashBackoff;
@@ -19,7 +19,10 @@ use crate::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exit {
     pub code: i32,
+    /// When it finished, as the runtime reports it (the terminated state's finishedAt).
     pub finished: SystemTime,
+    /// The same moment on staticlet's monotonic clock, which the back-off runs on (`ended_at`).
+    pub ended: Instant,
     pub reason: String,
     /// The terminated state's message (the termination message, `supervisor::termination`).
     pub message: String,
@@ -32,6 +35,15 @@ pub struct Exit {
 /// cancels the StartContainer of a caller that disconnects and records the container as exited
 /// with reason StartError, never started, "context canceled". Starting it again is finishing
 /// that start, not restarting the container (kubelet counts it as a restart).
+/// An exit the runtime timed at `finished`, on the monotonic clock: as long ago as the wall clock
+/// says, and never in the future. Taken once, when the exit is inspected (promptly after it
+/// happens), so a wall-clock step afterwards cannot move it; an exit that reads as later than now
+/// (the clock stepped back since) ended just now.
+pub fn ended_at(finished: SystemTime, wall_now: SystemTime, now: Instant) -> Instant {
+    let ago = wall_now.duration_since(finished).unwrap_or_default();
+    now.checked_sub(ago).unwrap_or(now)
+}
+
 pub fn abandoned_start(reason: &str, started_at: i64, runtime_message: &str) -> bool {
     reason == "StartError" && started_at == 0 && runtime_message.contains("context canceled")
 }
@@ -56,7 +68,7 @@ pub enum Action {
     /// Remove containers and sandboxes that are no longer needed for status or logs.
     Cleanup { containers: Vec<String>, sandboxes: Vec<String> },
     /// Nothing to do before `until`: these containers are in crash-loop back-off.
-    Wait { until: SystemTime, containers: Vec<String> },
+    Wait { until: Instant, containers: Vec<String> },
     /// The pod is as wanted.
     Idle,
 }
@@ -68,7 +80,8 @@ pub struct Inputs<'a> {
     /// What the probes say, by container ID (containers with probes only).
     pub health: &'a HashMap<String, Health>,
     pub backoff: &'a CrashBackoff,
-    pub now: SystemTime,
+    /// The back-off's clock (monotonic).
+    pub now: Instant,
 }
 
 pub fn next_action(inputs: &Inputs) -> Action {
@@ -125,7 +138,7 @@ pub fn next_action(inputs: &Inputs) -> Action {
     // Initialized: the sidecars and the main containers, each per its restart policy.
     let sidecars = pod.init_containers().iter().filter(|c| is_sidecar(c)).map(|c| (c, RestartPolicy::Always));
     let main = pod.spec().containers.iter().map(|c| (c, policy));
-    let mut wait: Option<SystemTime> = None;
+    let mut wait: Option<Instant> = None;
     let mut backing_off = Vec::new();
     for (spec, policy) in sidecars.chain(main) {
         match here.step(spec, policy) {
@@ -148,7 +161,7 @@ enum Step<'a> {
     /// Something to do now.
     Act(Action),
     /// Exited, to be restarted once its back-off ends.
-    Wait(SystemTime),
+    Wait(Instant),
     /// Running (the container's ID).
     Running(&'a str),
     /// Exited for good with this code: its restart policy does not restart it.
@@ -162,7 +175,7 @@ struct Here<'a> {
     exits: &'a HashMap<String, Exit>,
     health: &'a HashMap<String, Health>,
     backoff: &'a CrashBackoff,
-    now: SystemTime,
+    now: Instant,
     grace: Duration,
 }
 
@@ -201,7 +214,7 @@ impl<'a> Here<'a> {
                 if !policy.restarts_after(exit.code) {
                     return Step::Done(exit.code);
                 }
-                match self.backoff.wait_until(&spec.name, exit.finished, self.now) {
+                match self.backoff.wait_until(&spec.name, exit.ended, self.now) {
                     Some(until) => Step::Wait(until),
                     None => Step::Act(self.start(spec, latest.restart_count + 1)),
                 }
@@ -299,12 +312,32 @@ mod tests {
         }
     }
 
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    fn at(secs: u64) -> Instant {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now) + Duration::from_secs(secs)
     }
 
     fn exit(code: i32, secs: u64) -> Exit {
-        Exit { code, finished: at(secs), reason: String::new(), message: String::new(), abandoned: false }
+        let finished = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        Exit { code, finished, ended: at(secs), reason: String::new(), message: String::new(), abandoned: false }
+    }
+
+    #[test]
+    fn an_exit_ends_as_long_ago_as_the_wall_clock_says_and_never_in_the_future() {
+        let wall = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        for (finished, wall_now, ended) in [
+            (100, 103, 7),  // 3 s ago
+            (100, 100, 10), // just now
+            // The clock stepped back an hour after the runtime timed the exit: just now, not
+            // in an hour.
+            (3700, 100, 10),
+        ] {
+            assert_eq!(
+                ended_at(wall(finished), wall(wall_now), at(10)),
+                at(ended),
+                "finished {finished}, now {wall_now}"
+            );
+        }
     }
 
     fn decide(

@@ -5,7 +5,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,7 @@ pub(super) struct Worker {
     exit_watches: tokio::task::JoinSet<()>,
     watched: HashSet<String>,
     /// The back-off deadline last reported as a BackOff event, so each wait is reported once.
-    announced_backoff: Option<SystemTime>,
+    announced_backoff: Option<Instant>,
     /// Each container's probes (checked when the manifest was read), by container name.
     probe_specs: HashMap<String, Vec<ProbeSpec>>,
     pub(super) prober: Prober,
@@ -80,7 +80,7 @@ pub(super) struct Worker {
     pub(super) past_deadline: bool,
     /// When this worker first saw the pod, until its STATUS first reads Running
     /// (kubelet_pod_start_duration_seconds); None for a pod adopted running.
-    first_seen: Option<std::time::Instant>,
+    first_seen: Option<Instant>,
     /// The worker's tokens, so a long postStart hook gives way to the pod being stopped.
     pub(super) terminate: CancellationToken,
     pub(super) shutdown: CancellationToken,
@@ -117,7 +117,7 @@ impl Worker {
             pre_stops,
             started: None,
             past_deadline: false,
-            first_seen: Some(std::time::Instant::now()),
+            first_seen: Some(Instant::now()),
             terminate: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             ctx,
@@ -204,11 +204,11 @@ impl Worker {
                         exits: &self.exits,
                         health: &health,
                         backoff: &self.backoff,
-                        now,
+                        now: Instant::now(),
                     });
                     match action {
                         Action::Wait { until, containers } => {
-                            sleep_for = until.duration_since(now).unwrap_or_default();
+                            sleep_for = until.saturating_duration_since(Instant::now());
                             self.announce_backoff(until, &containers);
                             self.publish(&snapshot, &containers, false);
                         }
@@ -279,7 +279,7 @@ impl Worker {
     }
 
     /// One BackOff event per container for each new back-off deadline.
-    fn announce_backoff(&mut self, until: SystemTime, containers: &[String]) {
+    fn announce_backoff(&mut self, until: Instant, containers: &[String]) {
         if self.announced_backoff == Some(until) {
             return;
         }

@@ -92,6 +92,8 @@ pub struct Daemon {
     pub endpoint: String,
     /// 2 s, so tests of the periodic rescan are quick; benchmarks use the default (20 s).
     pub file_check_frequency: String,
+    /// Environment given to the process besides STATICLET_LOG (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -112,6 +114,7 @@ impl Daemon {
             extra: vec![],
             endpoint: endpoint(),
             file_check_frequency: "2s".into(),
+            env: vec![],
             child: None,
             dir,
         }
@@ -147,6 +150,7 @@ impl Daemon {
         let child = Command::new(staticlet_bin())
             .args(args)
             .env("STATICLET_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
